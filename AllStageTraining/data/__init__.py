@@ -1,0 +1,1 @@
+"""Data layer: case discovery, split files, preprocessing, the preprocessed-case cache and training crops."""

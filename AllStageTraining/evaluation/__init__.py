@@ -1,0 +1,1 @@
+"""Evaluation: Dice/HD95 per region with BraTS conventions, 15-scenario tables and figures."""

@@ -1,0 +1,1 @@
+"""Inference: model bundles (safetensors + JSON) and the Predictor."""

@@ -1,0 +1,1 @@
+"""Shared pytest fixtures: small synthetic data made by the project itself."""
