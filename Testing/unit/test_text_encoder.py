@@ -1,0 +1,75 @@
+"""Scenario prompt embeddings: untrained weights only when asked, deterministic, cached on disk."""
+
+import json
+import logging
+
+import pytest
+import torch
+
+from AllStageTraining.config import TextConfig
+from AllStageTraining.constants import SCENARIOS
+from AllStageTraining.nets import text_encoder
+from AllStageTraining.nets.text_encoder import TextEncoderError, scenario_embeddings
+
+torch.set_num_threads(1)
+SMALL_MODEL = "ViT-S-32"  # the smallest CLIP-BPE text tower among open_clip's configs (384-d)
+
+
+def test_refuses_untrained_weights_unless_asked(tmp_path):
+    cfg = TextConfig(model_name=SMALL_MODEL, pretrained=None, allow_untrained=False, cache_dir=str(tmp_path))
+    with pytest.raises(TextEncoderError, match="allow-untrained-text-encoder"):
+        scenario_embeddings(cfg)
+    bad_tag = TextConfig(model_name=SMALL_MODEL, pretrained="no-such-tag", cache_dir=str(tmp_path))
+    with pytest.raises(TextEncoderError, match="neither a file nor a pretrained tag"):
+        scenario_embeddings(bad_tag)
+
+
+def test_untrained_embeddings_are_cached_and_not_recomputed(tmp_path, caplog):
+    cfg = TextConfig(model_name=SMALL_MODEL, pretrained=None, allow_untrained=True, cache_dir=str(tmp_path / "a"))
+    builds = text_encoder.BUILD_COUNT
+    with caplog.at_level(logging.WARNING):
+        first, identity = scenario_embeddings(cfg)
+    assert "UNTRAINED" in caplog.text
+    assert text_encoder.BUILD_COUNT == builds + 1
+    assert first.shape == (len(SCENARIOS), 384) and first.dtype == torch.float32
+    assert torch.allclose(first.norm(dim=1), torch.ones(len(SCENARIOS)), atol=1e-5)
+    assert identity["untrained"] is True and identity["model_name"] == SMALL_MODEL
+    assert identity["prompts"] == [s.prompt for s in SCENARIOS]
+    assert len(torch.unique(first, dim=0)) == len(SCENARIOS)  # every prompt gets its own embedding
+
+    again, identity_again = scenario_embeddings(cfg)
+    assert text_encoder.BUILD_COUNT == builds + 1  # served from the cache, no model built
+    assert torch.equal(again, first) and identity_again == identity
+    cache_files = list((tmp_path / "a").glob("*.json"))
+    assert len(cache_files) == 1 and json.loads(cache_files[0].read_text())["identity"]["untrained"] is True
+
+    # A fresh cache recomputes the same numbers: untrained weights are seeded.
+    torch.manual_seed(123)
+    cfg_b = TextConfig(model_name=SMALL_MODEL, pretrained=None, allow_untrained=True, cache_dir=str(tmp_path / "b"))
+    fresh, _ = scenario_embeddings(cfg_b)
+    assert text_encoder.BUILD_COUNT == builds + 2
+    assert torch.allclose(fresh, first, atol=1e-6)
+
+
+def test_local_checkpoint_is_loaded_and_keyed_by_content(tmp_path):
+    import open_clip
+    from safetensors.torch import save_file
+
+    torch.manual_seed(7)
+    model = open_clip.create_model(SMALL_MODEL, pretrained=None)
+    checkpoint = tmp_path / "clip.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(checkpoint))
+    cfg = TextConfig(model_name=SMALL_MODEL, pretrained=str(checkpoint), cache_dir=str(tmp_path / "cache"))
+    embeddings, identity = scenario_embeddings(cfg)
+    assert identity["untrained"] is False and len(identity["checkpoint_sha256"]) == 64
+    tokens = open_clip.get_tokenizer(SMALL_MODEL)([s.prompt for s in SCENARIOS])
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(model.eval().encode_text(tokens), dim=-1)
+    assert torch.allclose(embeddings, expected, atol=1e-5)
+
+    moved = tmp_path / "elsewhere.safetensors"
+    checkpoint.rename(moved)
+    builds = text_encoder.BUILD_COUNT
+    cached, moved_identity = scenario_embeddings(TextConfig(SMALL_MODEL, str(moved), cache_dir=str(tmp_path / "cache")))
+    assert text_encoder.BUILD_COUNT == builds and torch.equal(cached, embeddings)
+    assert moved_identity["pretrained"] == str(moved)

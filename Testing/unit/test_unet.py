@@ -1,0 +1,60 @@
+"""Residual U-Net backbone: shapes, deep supervision, modulation and the memory-lean decoder."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from AllStageTraining.config import preset
+from AllStageTraining.nets.unet import ResidualUNet
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def net_cfg():
+    return preset("tiny").net  # width 4, 4 levels, 2 groups
+
+
+def test_shapes_at_32(net_cfg):
+    torch.manual_seed(0)
+    net = ResidualUNet(4, 3, net_cfg)
+    x = torch.randn(2, 4, 32, 32, 32)
+    skips = net.encode(x)
+    assert [tuple(s.shape) for s in skips] == [(2, 4, 32, 32, 32), (2, 8, 16, 16, 16), (2, 16, 8, 8, 8), (2, 32, 4, 4, 4)]
+    out, deep = net(x)
+    assert out.shape == (2, 3, 32, 32, 32)
+    assert [tuple(d.shape) for d in deep] == [(2, 3, 16, 16, 16), (2, 3, 8, 8, 8)]
+    assert net.decoder_norm_channels() == [16, 16, 8, 8, 4, 4]
+
+
+@pytest.mark.parametrize("kwargs", [dict(activation="gelu", upsample="trilinear", merge="add"), dict()])
+def test_variants_run_and_backpropagate(net_cfg, kwargs):
+    net = ResidualUNet(4, 4, dataclasses.replace(net_cfg, deep_supervision=False), **kwargs)
+    x = torch.randn(1, 4, 16, 24, 32, requires_grad=True)
+    out, deep = net(x)
+    assert out.shape == (1, 4, 16, 24, 32) and deep == []
+    out.square().mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_rejects_sizes_not_multiple_of_8(net_cfg):
+    with pytest.raises(ValueError, match="multiples of 8"):
+        ResidualUNet(4, 3, net_cfg).encode(torch.zeros(1, 4, 32, 30, 32))
+
+
+def test_decode_consumes_skips_and_zero_modulation_is_identity(net_cfg):
+    torch.manual_seed(1)
+    net = ResidualUNet(4, 3, net_cfg).eval()
+    x = torch.randn(2, 4, 16, 16, 16)
+    with torch.no_grad():
+        skips = net.encode(x)
+        reference, _ = net.decode(list(skips))
+        zeros = [(torch.zeros(2, c), torch.zeros(2, c)) for c in net.decoder_norm_channels()]
+        same, _ = net.decode(skips, zeros)
+        assert skips == []  # the decoder released every encoder activation
+        assert torch.allclose(same, reference, atol=1e-6)
+        shifted = [(torch.zeros(2, c), torch.full((2, c), 0.5)) for c in net.decoder_norm_channels()]
+        other, _ = net.decode(net.encode(x), shifted)
+        assert not torch.allclose(other, reference, atol=1e-3)
