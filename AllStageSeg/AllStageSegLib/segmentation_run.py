@@ -1,0 +1,165 @@
+"""One Segment press, start to finish: write inputs, run ``predict`` in the background, load its outputs.
+
+No Qt: the widget calls :meth:`SegmentationRun.poll` from a timer; scripts and tests call :meth:`wait`.
+Nothing is added to the scene until ``predict`` has succeeded, and a failure while loading removes what
+was added, so a cancelled or failed run leaves no half-made nodes. The temporary folder is always removed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from AllStageTraining.constants import MODALITIES
+
+from . import mrml_io
+from .predict_process import (CANCELLED, FAILED, RUNNING, SUCCEEDED, PredictOptions, PredictProcess,
+                              ProgressUpdate, child_environment, predict_command)
+from .readiness import segment_blocker
+from .resources import training_package_parent
+
+
+@dataclass
+class RunResult:
+    """The nodes a successful run added to the scene."""
+
+    segmentation: object  # vtkMRMLSegmentationNode with segments NCR, ED, ET
+    synthesized: dict  # sequence -> vtkMRMLScalarVolumeNode, for each sequence that was not given
+    reference: str  # the sequence whose geometry the outputs share
+    seconds: float  # wall time of the whole run
+    notes: list[str] = field(default_factory=list)  # things the user should know (resampling, ...)
+
+
+class SegmentationRun:
+    """Segment the inputs (sequence -> volume node, None = absent) with a model bundle, in the background."""
+
+    def __init__(self, scene, inputs: dict, bundle: str | Path, *, device: str = "auto",
+                 postprocess_et: bool = False, synthesize: bool = True, reference: str | None = None,
+                 python_executable: str | Path = sys.executable, python_path: list[Path] | None = None,
+                 name: str | None = None):
+        self.scene = scene
+        self.inputs = {m: inputs[m] for m in MODALITIES if inputs.get(m) is not None}
+        blocker = segment_blocker({m: node.GetID() for m, node in self.inputs.items()}, bundle)
+        if blocker:
+            raise ValueError(blocker)
+        if reference is not None and reference not in self.inputs:
+            raise ValueError(f"the reference sequence {reference!r} is not among the inputs {list(self.inputs)}")
+        self.reference = reference or next(iter(self.inputs))
+        self.bundle = Path(bundle)
+        self.device = device
+        self.postprocess_et = postprocess_et
+        self.synthesize = synthesize
+        self.python_executable = python_executable
+        if python_path is None:
+            parent = training_package_parent()
+            python_path = [parent] if parent else []
+        self.python_path = python_path
+        self.name = name or f"{self.inputs[self.reference].GetName()} tumour"
+        self.notes = mrml_io.geometry_notes(self.inputs, self.reference)
+        self.timings: dict[str, float] = {}
+        self.result: RunResult | None = None
+        self.error = ""
+        self.process: PredictProcess | None = None
+        self._folder: Path | None = None
+        self._started = 0.0
+
+    def start(self) -> "SegmentationRun":
+        """Write the inputs to a temporary folder and start ``predict``; returns at once."""
+        self._started = time.perf_counter()
+        self._folder = Path(tempfile.mkdtemp(prefix="AllStageSeg-"))
+        try:
+            files = mrml_io.write_inputs(self.inputs, self._folder / "inputs")
+            self.timings["write_inputs_s"] = time.perf_counter() - self._started
+            options = PredictOptions(
+                inputs=files, bundle=self.bundle, out_seg=self._folder / "segmentation.nii",
+                out_recon_dir=self._folder / "synthesized" if self.synthesize else None, device=self.device,
+                postprocess_et=self.postprocess_et,
+                reference=self.reference if self.reference != next(iter(self.inputs)) else None)
+            tick = time.perf_counter()
+            self.process = PredictProcess(predict_command(options, self.python_executable),
+                                          child_environment(self.python_path)).start()
+            self.timings["start_process_s"] = time.perf_counter() - tick
+        except Exception:
+            self._cleanup()
+            raise
+        return self
+
+    @property
+    def state(self) -> str:
+        if self.result is not None:
+            return SUCCEEDED
+        if self.error:
+            return FAILED
+        return self.process.state if self.process else RUNNING
+
+    def poll(self) -> ProgressUpdate:
+        """Progress since the last call; loads the outputs into the scene once ``predict`` has succeeded."""
+        update = self.process.poll()
+        self.notes += [line.strip() for line in update.new_log if "resampl" in line.lower()]
+        if update.state == SUCCEEDED and self.result is None and not self.error:
+            try:
+                self._load_outputs()
+                update.message = f"done in {self.result.seconds:.1f} s"
+            except Exception as exc:  # a broken output file: report it, keep the scene clean
+                self.error = f"cannot load the results: {exc}"
+                update.state, update.message = FAILED, self.error
+            finally:
+                self._cleanup()
+        elif update.state in (FAILED, CANCELLED):
+            self.error = update.message if update.state == FAILED else "cancelled"
+            self._cleanup()
+        return update
+
+    def _load_outputs(self) -> None:
+        tick = time.perf_counter()
+        reference_node = self.inputs[self.reference]
+        segmentation = mrml_io.load_segmentation(self.scene, self._folder / "segmentation.nii", reference_node,
+                                                 self.scene.GenerateUniqueName(self.name))
+        synthesized = {}
+        if self.synthesize:
+            files = {m: self._folder / "synthesized" / f"{m}.nii.gz" for m in MODALITIES if m not in self.inputs}
+            lost = [str(p.name) for p in files.values() if not p.is_file()]
+            try:
+                if lost:
+                    raise OSError(f"predict wrote no synthesized {', '.join(lost)}")
+                synthesized = mrml_io.load_synthesized(self.scene, files, reference_node)
+            except Exception:
+                mrml_io.remove_node(self.scene, segmentation)
+                raise
+        segmentation.SetAttribute(mrml_io.INPUTS_ATTRIBUTE, ",".join(self.inputs))
+        self.timings["load_outputs_s"] = time.perf_counter() - tick
+        self.result = RunResult(segmentation, synthesized, self.reference,
+                                time.perf_counter() - self._started, list(self.notes))
+
+    def cancel(self) -> None:
+        """End the process tree; the next :meth:`poll` reports ``cancelled`` and removes the temporary folder."""
+        if self.process is not None:
+            self.process.cancel()
+
+    def wait(self, timeout: float | None = None, interval: float = 0.05, on_update=None) -> ProgressUpdate:
+        """Poll until the run ends; raises TimeoutError (after cancelling) when ``timeout`` seconds pass."""
+        begin = time.monotonic()
+        while True:
+            update = self.poll()
+            if on_update is not None:
+                on_update(update)
+            if update.state != RUNNING:
+                return update
+            if timeout is not None and time.monotonic() - begin > timeout:
+                self.cancel()
+                self.poll()
+                raise TimeoutError(f"segmentation did not finish within {timeout} s")
+            time.sleep(interval)
+
+    @property
+    def log(self) -> list[str]:
+        return self.process.log if self.process else []
+
+    def _cleanup(self) -> None:
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None

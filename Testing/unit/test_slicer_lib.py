@@ -1,0 +1,187 @@
+"""AllStageSegLib's plain functions (no MRML): sequence-name guessing, the Segment rule, the dependency check,
+and the background runner against real child processes that speak predict's progress protocol."""
+
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "AllStageSeg"))
+
+from AllStageSegLib.dependencies import REQUIRED_PACKAGES, install_plan, missing_packages  # noqa: E402
+from AllStageSegLib.predict_process import (CANCELLED, FAILED, SUCCEEDED, PredictOptions, PredictProcess,  # noqa: E402
+                                            child_environment, parse_line, predict_command)
+from AllStageSegLib.readiness import segment_blocker  # noqa: E402
+from AllStageSegLib.resources import training_package_parent  # noqa: E402
+from AllStageSegLib.sequence_names import assign_inputs, guess_modality  # noqa: E402
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("BraTS20_Training_001_flair", "flair"), ("BraTS20_Training_001_t1ce", "t1ce"),
+    ("BraTS20_Training_001_t1", "t1"), ("BraTS20_Training_001_t2", "t2"),
+    ("BraTS-GLI-00000-000-t2f", "flair"), ("BraTS-GLI-00000-000-t1c", "t1ce"),
+    ("BraTS-GLI-00000-000-t1n", "t1"), ("BraTS-GLI-00000-000-t2w", "t2"),
+    ("T1CE", "t1ce"), ("t1c", "t1ce"), ("T1 post contrast", "t1ce"), ("T1+C", "t1ce"), ("T1Gd", "t1ce"),
+    ("T1wCE", "t1ce"), ("AX T1 MPRAGE GAD", "t1ce"), ("T2_FLAIR", "flair"), ("FLAIR", "flair"),
+    ("t2w", "t2"), ("Ax T2 FSE", "t2"), ("T1-weighted", "t1"), ("sag T1", "t1"), ("case001_t2", "t2"),
+    ("BraTS20_Training_001_seg", None), ("T2 (synthesized)", None), ("MRHead", None), ("brats20", None),
+    ("t10", None), ("tumour mask", None),
+])
+def test_guess_modality(name, expected):
+    assert guess_modality(name) == expected
+
+
+def test_assign_inputs_fills_only_empty_sequences_once_each():
+    names = {"v1": "case_t1", "v2": "case_flair", "v3": "case_t1_copy", "v4": "case_t2", "v5": "other"}
+    assert assign_inputs(names) == {"flair": "v2", "t1": "v1", "t2": "v4"}
+    # the user's choices stay; a chosen volume is not given to a second sequence
+    assert assign_inputs(names, {"t1": "v3", "flair": None}) == {"flair": "v2", "t2": "v4"}
+    assert assign_inputs(names, {"t2": "v2"}) == {"t1": "v1"}
+
+
+def test_segment_blocker_says_why(tmp_path):
+    bundle = tmp_path / "model.zip"
+    bundle.write_bytes(b"x")
+    nothing = {"flair": None, "t1ce": "", "t1": None, "t2": None}
+    assert "at least one input sequence" in segment_blocker(nothing, bundle)
+    assert "Choose a model" in segment_blocker({"t1": "vtkMRMLScalarVolumeNode1"}, None)
+    assert "does not exist" in segment_blocker({"t1": "n1"}, tmp_path / "missing.zip")
+    assert "same volume" in segment_blocker({"t1": "n1", "t2": "n1"}, bundle)
+    assert segment_blocker({"t1": "n1"}, bundle) == ""
+    assert segment_blocker({"t1": "n1", "flair": "n2"}, tmp_path) == ""  # a bundle folder
+    assert segment_blocker(nothing, None, running=True) == ""  # the button is Cancel then
+
+
+def test_dependency_check_and_install_plan():
+    assert missing_packages() == []  # this venv has everything predict needs
+    fake = {"torch": "torch", "no_such_package_allstageseg": "no-such-package>=1"}
+    assert missing_packages(fake) == ["no_such_package_allstageseg"]
+    plan = install_plan(["torch", "monai"], pytorch_utils_available=True)
+    assert plan.torch_with_pytorch_utils and plan.pip_requirements == [REQUIRED_PACKAGES["monai"]]
+    plan = install_plan(["torch"], pytorch_utils_available=False)
+    assert not plan.torch_with_pytorch_utils and plan.pip_requirements == ["torch"]
+    assert install_plan([], pytorch_utils_available=True).empty
+    assert "PyTorch extension" in install_plan(["torch"], pytorch_utils_available=True).describe()
+
+
+def test_dependency_check_does_not_import_torch(tmp_path):
+    import subprocess
+
+    code = ("import sys; sys.path.insert(0, %r); from AllStageSegLib.dependencies import missing_packages; "
+            "missing_packages(); print('torch' in sys.modules, 'monai' in sys.modules)"
+            % str(Path(__file__).resolve().parents[2] / "AllStageSeg"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_parse_line():
+    assert parse_line("PROGRESS 0.42 reconstructing T2") == ("progress", 0.42, "reconstructing T2")
+    assert parse_line("PROGRESS 1.5 x") == ("progress", 1.0, "x")
+    assert parse_line("DONE 12.5") == ("done", 12.5, "")
+    assert parse_line("LOG FLAIR resampled onto the T1 grid") == ("log", None, "FLAIR resampled onto the T1 grid")
+    assert parse_line("PROGRESS abc") == ("log", None, "PROGRESS abc")
+
+
+def test_predict_command_follows_the_cli_contract(tmp_path):
+    options = PredictOptions(inputs={"flair": tmp_path / "f.nii", "t2": tmp_path / "t2.nii"}, bundle=tmp_path / "b.zip",
+                             out_seg=tmp_path / "seg.nii", out_recon_dir=tmp_path / "rec", device="cpu",
+                             postprocess_et=True, reference="t2")
+    command = predict_command(options, "/opt/Slicer/bin/PythonSlicer")
+    assert command[:4] == ["/opt/Slicer/bin/PythonSlicer", "-m", "AllStageTraining", "predict"]
+    joined = " ".join(command)
+    for part in (f"--flair {tmp_path / 'f.nii'}", f"--t2 {tmp_path / 't2.nii'}", f"--bundle {tmp_path / 'b.zip'}",
+                 f"--out-seg {tmp_path / 'seg.nii'}", f"--out-recon-dir {tmp_path / 'rec'}", "--device cpu",
+                 "--postprocess-et", "--reference t2"):
+        assert part in joined
+    assert "--t1 " not in joined and "--t1ce" not in joined
+    bare = predict_command(PredictOptions(inputs={"t1": "a"}, bundle="b", out_seg="s"))
+    assert "--out-recon-dir" not in bare and "--postprocess-et" not in bare and "--reference" not in bare
+
+
+def test_child_environment_puts_the_training_package_first():
+    parent = training_package_parent()
+    assert parent is not None and (parent / "AllStageTraining" / "__init__.py").is_file()
+    env = child_environment([parent], base={"PYTHONPATH": "/elsewhere"})
+    assert env["PYTHONPATH"] == os.pathsep.join([str(parent), "/elsewhere"])
+    assert env["PYTHONUNBUFFERED"] == "1"
+
+
+def _script(tmp_path, body: str) -> list[str]:
+    path = tmp_path / "child.py"
+    path.write_text("import sys, time\n" + textwrap.dedent(body))
+    return [sys.executable, str(path)]
+
+
+def test_runner_reports_progress_log_and_done(tmp_path):
+    command = _script(tmp_path, """
+        for i, stage in enumerate(["loading images", "reconstructing", "segmenting"]):
+            print(f"PROGRESS {i / 3:.3f} {stage}", flush=True)
+            time.sleep(0.05)
+        print("LOG T2 resampled onto the FLAIR grid", flush=True)
+        print("warning on stderr", file=sys.stderr, flush=True)
+        print("DONE 0.2", flush=True)
+    """)
+    process = PredictProcess(command).start()
+    stages = []
+    update = process.wait(timeout=60, on_update=lambda u: stages.append(u.stage))
+    assert update.state == SUCCEEDED and update.fraction == 1.0 and process.seconds == 0.2
+    assert "reconstructing" in stages
+    assert "T2 resampled onto the FLAIR grid" in process.log and "warning on stderr" in process.log
+    assert update.message == "finished in 0.2 s"
+
+
+def test_runner_surfaces_the_error_line(tmp_path):
+    command = _script(tmp_path, """
+        print("PROGRESS 0.1 loading model", flush=True)
+        print("ERROR: the bundle is corrupt: checksum of model.safetensors differs; export it again", file=sys.stderr)
+        sys.exit(3)
+    """)
+    update = PredictProcess(command).start().wait(timeout=60)
+    assert update.state == FAILED
+    assert update.message == "the bundle is corrupt: checksum of model.safetensors differs; export it again"
+
+
+def test_runner_explains_an_exit_code_without_error_line(tmp_path):
+    command = _script(tmp_path, """
+        print("something went wrong in C++", flush=True)
+        sys.exit(4)
+    """)
+    update = PredictProcess(command).start().wait(timeout=60)
+    assert update.state == FAILED
+    assert "out of memory" in update.message and "exit code 4" in update.message
+    assert "something went wrong in C++" in update.message
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process-group check uses POSIX signals")
+def test_cancel_ends_the_whole_process_tree(tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    command = _script(tmp_path, f"""
+        import subprocess
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        open({str(pid_file)!r}, "w").write(str(child.pid))
+        print("PROGRESS 0.2 segmenting", flush=True)
+        time.sleep(120)
+    """)
+    process = PredictProcess(command).start()
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text()) or process.poll().fraction < 0.2:
+        assert time.monotonic() < deadline, "child never started"
+        time.sleep(0.05)
+    grandchild = int(pid_file.read_text())
+    started = time.monotonic()
+    process.cancel()
+    update = process.wait(timeout=30)
+    assert update.state == CANCELLED and time.monotonic() - started < 10
+    for _ in range(100):  # the grandchild was in the same session: it must be gone (or a zombie) too
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        if Path(f"/proc/{grandchild}/stat").exists() and Path(f"/proc/{grandchild}/stat").read_text().split()[2] == "Z":
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the grandchild process survived cancel")
