@@ -34,7 +34,7 @@ def _signature(path: Path) -> list:
 
 def _modalities(available) -> list[str]:
     """Sequence names from names or from a boolean mask in MODALITIES order."""
-    items = list(available)
+    items = available.tolist() if hasattr(available, "tolist") else list(available)  # numpy / torch masks
     if items and all(isinstance(v, (bool, np.bool_)) for v in items):
         if len(items) != len(MODALITIES):
             raise ValueError(f"availability mask needs {len(MODALITIES)} entries, got {len(items)}")

@@ -8,7 +8,7 @@ Layouts understood (file names are matched case-insensitively, ``.nii`` or ``.ni
   and the label, whose ET value is 3 (convention ``brats2023``).
 
 A case is a folder holding such files, directly under ROOT or one level below a grouping folder (HGG, LGG
-or any folder without image files). NIfTI files lying directly in ROOT are grouped into cases by the part of
+or any folder without image files; a grouping folder with no NIfTI file one level down is ignored). NIfTI files lying directly in ROOT are grouped into cases by the part of
 their name before the suffix. A case's availability is the set of sequence files that exist.
 """
 
@@ -152,9 +152,12 @@ def scan_cases(root: str | Path) -> tuple[list[CaseFiles], list[str]]:
         if files or not subfolders:
             add(folder.name, files, None, folder)
             continue
-        for sub in subfolders:  # a grouping folder (HGG, LGG, ...): cases one level below
-            sub_files = [p for p in _visible_children(sub) if is_nifti(p)]
-            add(sub.name, sub_files, folder.name, sub)
+        # a grouping folder (HGG, LGG, ...) holds cases one level below; one without any NIfTI file there
+        # (a cache, logs) is not part of the data
+        grouped = {sub: [p for p in _visible_children(sub) if is_nifti(p)] for sub in subfolders}
+        if any(grouped.values()):
+            for sub, sub_files in grouped.items():
+                add(sub.name, sub_files, folder.name, sub)
 
     problems = [p for _, ps, _ in found for p in ps]
     seen: dict[str, str] = {}

@@ -47,7 +47,7 @@ def test_cache_serves_without_rereading_and_keys_on_availability(tmp_path, case_
 
     other = case_files[1]
     full = cache.get(other)
-    reduced = cache.get(other, available=(True, False, False, True))
+    reduced = cache.get(other, available=torch.tensor([True, False, False, True]))
     assert reduced.available.tolist() == [True, False, False, True]
     assert not np.asarray(reduced.image[1:3]).any() and np.asarray(full.image[1:3]).any()
     entries = sorted(p.name for p in (tmp_path / "cache" / "c1").iterdir())

@@ -13,6 +13,7 @@ def test_brats2020_layout_with_missing_sequence_and_no_label(tmp_path):
     write_case(tmp_path, "BraTS20_Training_001", modalities=("flair", "t1ce", "t2"))
     write_case(tmp_path, "BraTS20_Training_003", label=False, extension=".nii")
     (tmp_path / "name_mapping.csv").write_text("not a case\n")
+    (tmp_path / "cache" / "BraTS20_Training_001" / "0123abcd").mkdir(parents=True)  # not data: ignored
     cases = find_cases(tmp_path)
     assert [c.case_id for c in cases] == ["BraTS20_Training_001", "BraTS20_Training_002", "BraTS20_Training_003"]
     first, second, third = cases
