@@ -1,11 +1,190 @@
-"""``predict``: segment one case (or a folder of cases) from any subset of the four sequences."""
+"""``predict``: segment one case (or a folder of cases) from any subset of the four sequences.
+
+Output protocol (stdout, one line each, flushed): ``PROGRESS <fraction 0..1> <stage words>``, ``LOG <text>``
+and, on success, a final ``DONE <seconds>``. On failure one line ``ERROR: <what happened; what to do>`` on
+stderr and the exit code says which kind: 0 ok, 2 bad input (no sequence, unreadable file, empty or NaN
+image, geometry), 3 bundle error, 4 out of memory, 1 anything else. Outputs are written under a temporary
+name and renamed, so a cancelled run leaves no half-written file.
+
+Batch mode (``--input-dir DIR --output-dir OUT``) predicts every case that ``data.discovery.find_cases``
+finds, writing ``OUT/<case_id>/seg.nii.gz`` and ``OUT/<case_id>/recon/<modality>.nii.gz``; cases whose
+``seg.nii.gz`` exists are skipped (so an interrupted batch resumes); a failing case is reported and the
+others go on; the exit code is that of the first failure.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
 
 HELP = "segment one case (or a folder of cases) from any subset of the four sequences"
 
+MODALITY_FLAGS = ("flair", "t1ce", "t1", "t2")
+
 
 def add_arguments(parser) -> None:
-    pass
+    inputs = parser.add_argument_group("one case (any non-empty subset of the four sequences)")
+    for name in MODALITY_FLAGS:
+        inputs.add_argument(f"--{name}", metavar="FILE", help=f"{name.upper() if name != 't1ce' else 'T1ce'} volume (NIfTI or NRRD)")
+    inputs.add_argument("--out-seg", metavar="FILE", help="label map to write (uint8 0,1,2,4 on the reference grid)")
+    inputs.add_argument("--out-recon-dir", metavar="DIR", help="folder for the synthesized sequences (<modality>.nii.gz)")
+    inputs.add_argument("--reference", choices=MODALITY_FLAGS,
+                        help="sequence whose grid the outputs use (default: the first given, in flair,t1ce,t1,t2 order)")
+    batch = parser.add_argument_group("batch mode")
+    batch.add_argument("--input-dir", metavar="DIR", help="folder of cases in a BraTS layout")
+    batch.add_argument("--output-dir", metavar="DIR", help="writes <case>/seg.nii.gz and <case>/recon/<modality>.nii.gz")
+    parser.add_argument("--bundle", required=True, metavar="PATH", help="model bundle (folder or .zip) made by `export`")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: torch's choice)")
+    parser.add_argument("--postprocess-et", action="store_true", help="BraTS post-processing: small ET volumes become NCR")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
+                        help="bfloat16 runs the networks under autocast (see `benchmark`)")
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+class _Progress:
+    """Prints ``PROGRESS`` lines for the part [start, stop] of the whole run."""
+
+    def __init__(self):
+        self.start, self.stop = 0.0, 1.0
+
+    def span(self, start: float, stop: float) -> "_Progress":
+        self.start, self.stop = start, stop
+        return self
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        value = self.start + (self.stop - self.start) * min(max(fraction, 0.0), 1.0)
+        _say(f"PROGRESS {value:.3f} {stage}")
+
+
+def _write_outputs(prediction, out_seg, recon_dir) -> list[str]:
+    from pathlib import Path
+
+    from ..evaluation.scenario_eval import write_image_atomically
+
+    written = []
+    if out_seg:
+        write_image_atomically(prediction.labels, Path(out_seg))
+        written.append(str(out_seg))
+    if recon_dir:
+        for modality, image in prediction.reconstructions.items():
+            path = Path(recon_dir) / f"{modality}.nii.gz"
+            write_image_atomically(image, path)
+            written.append(str(path))
+    return written
+
+
+def _single(args, predictor, progress: _Progress) -> None:
+    from ..inference.errors import InputError
+
+    images = {m: getattr(args, m) for m in MODALITY_FLAGS}
+    if not (args.out_seg or args.out_recon_dir):
+        raise InputError("nothing to write: pass --out-seg FILE and/or --out-recon-dir DIR")
+    prediction = predictor.predict(images, reference=args.reference, postprocess=args.postprocess_et,
+                                   progress=progress.span(0.05, 0.9))
+    for line in prediction.log:
+        _say(f"LOG {line}")
+    progress.span(0.9, 1.0)(0.0, "writing outputs")
+    for path in _write_outputs(prediction, args.out_seg, args.out_recon_dir):
+        _say(f"LOG wrote {path}")
+
+
+def _batch(args, predictor, progress: _Progress) -> int:
+    from pathlib import Path
+
+    from ..data.discovery import find_cases
+    from ..inference.errors import BundleError, InputError, exit_code_for, is_out_of_memory, one_line
+
+    if not args.output_dir:
+        raise InputError("--input-dir needs --output-dir DIR")
+    try:
+        cases = find_cases(args.input_dir)
+    except (ValueError, OSError) as error:
+        raise InputError(one_line(error)) from None
+    if not cases:
+        raise InputError(f"no cases found in {args.input_dir}; expected a BraTS-style folder of cases")
+    first_failure = 0
+    n = len(cases)
+    for i, case in enumerate(cases):
+        out = Path(args.output_dir) / case.case_id
+        seg = out / "seg.nii.gz"
+        span = progress.span(0.05 + 0.9 * i / n, 0.05 + 0.9 * (i + 1) / n)
+        if seg.exists():
+            span(1.0, f"{case.case_id}: exists, skipped")
+            continue
+        try:
+            prediction = predictor.predict(dict(case.images), reference=args.reference, postprocess=args.postprocess_et,
+                                           progress=lambda f, s, c=case.case_id: span(f, f"{c}: {s}"))
+            _write_outputs(prediction, seg, out / "recon")
+            _say(f"LOG {case.case_id}: {prediction.scenario.short}; " + "; ".join(prediction.log))
+        except (InputError, BundleError) as error:
+            print(f"ERROR: {case.case_id}: {one_line(error)}", file=sys.stderr, flush=True)
+            first_failure = first_failure or exit_code_for(error)
+        except Exception as error:  # out of memory stops the batch: the next case would need as much
+            if is_out_of_memory(error):
+                raise
+            print(f"ERROR: {case.case_id}: {type(error).__name__}: {one_line(error)}", file=sys.stderr, flush=True)
+            first_failure = first_failure or exit_code_for(error)
+    return first_failure
+
+
+def _message(error: BaseException, code: int, device: str) -> str:
+    from ..inference.errors import EXIT_OTHER, EXIT_OUT_OF_MEMORY, one_line
+
+    if code == EXIT_OUT_OF_MEMORY:
+        return (f"out of memory on {device} ({one_line(error)[:200]}); close other programs, use --device cpu, "
+                f"or set a sliding window in the bundle's config")
+    if code == EXIT_OTHER:
+        return f"{type(error).__name__}: {one_line(error)} (unexpected; please report it with the command line)"
+    return one_line(error)
 
 
 def run(args) -> int:
-    raise SystemExit("predict: not implemented yet")
+    started = time.perf_counter()
+    device = args.device
+    try:
+        import torch
+
+        from ..inference.errors import InputError
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+            try:
+                torch.set_num_interop_threads(1)
+            except RuntimeError:  # already set in this process
+                pass
+        batch = bool(args.input_dir)
+        if not batch and not any(getattr(args, m) for m in MODALITY_FLAGS):
+            raise InputError("no sequence given: pass at least one of --flair, --t1ce, --t1, --t2 (or --input-dir)")
+        if batch and any(getattr(args, m) for m in MODALITY_FLAGS):
+            raise InputError("use either --input-dir or --flair/--t1ce/--t1/--t2, not both")
+        progress = _Progress()
+        progress(0.0, "loading model")
+        from ..inference.predictor import Predictor
+
+        predictor = Predictor.from_bundle(args.bundle, device, precision=args.precision)
+        device = str(predictor.device)
+        if predictor.meta.get("text_encoder", {}).get("untrained"):
+            _say("LOG warning: this bundle's scenario prompts were embedded by an UNTRAINED text encoder")
+        if predictor.meta.get("note"):
+            _say(f"LOG note: {predictor.meta['note']}")
+        code = _batch(args, predictor, progress) if batch else 0
+        if not batch:
+            _single(args, predictor, progress)
+        if code:
+            return code
+        progress.span(0.0, 1.0)(1.0, "done")
+        _say(f"DONE {time.perf_counter() - started:.2f}")
+        return 0
+    except KeyboardInterrupt:
+        print("ERROR: cancelled; no partial output was written", file=sys.stderr, flush=True)
+        return 130
+    except Exception as error:
+        from ..inference.errors import exit_code_for
+
+        code = exit_code_for(error)
+        print(f"ERROR: {_message(error, code, device)}", file=sys.stderr, flush=True)
+        return code

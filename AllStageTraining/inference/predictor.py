@@ -1,0 +1,284 @@
+"""The Predictor: any non-empty subset of the four sequences in, a label map and the synthesized sequences out.
+
+Steps of ``Predictor.predict`` (one case):
+
+1. read the given sequences (paths or SimpleITK images); sequences whose grid differs from the reference
+   (the first available in MODALITIES order, or the one named) are resampled onto it (linear), and the log
+   says which and why;
+2. ``data.preprocess.load_case``: orient to LPS, crop to the brain box, z-score per sequence;
+3. zero-pad the crop at the end of each axis to a multiple of ``2**(levels-1)``;
+4. when a sequence is missing, the MAE completes it (``MultimodalMAE.complete``; its learned fill is sampled
+   over the crop's normalized box, [-1, 1] per axis spanning the crop); no MAE pass when all four are present;
+5. the segmenter runs with the scenario index of the present set; WT/TC/ET are thresholded
+   (``cfg.inference.threshold``) and turned into BraTS labels (``data.labels.labels_from_regions``); labels
+   outside the brain mask are 0; optional BraTS ET post-processing;
+6. labels (uint8) and reconstructions (float32) are mapped back onto the reference input's grid.
+
+Networks run once over the whole padded brain crop when ``cfg.inference.window`` is None, else with MONAI's
+``sliding_window_inference`` (window clamped to the crop, ``cfg.inference.overlap``, Gaussian blending;
+each window gets its own MAE box). Everything runs under ``torch.inference_mode``, in float32 unless
+``precision="bfloat16"`` (autocast), and big tensors are freed as soon as they are used.
+
+Synthesized sequences are z-scores inside the brain; for display they are written as
+``RECON_SCALE * z + RECON_OFFSET`` inside the brain (z in [-5, 5] -> [0, 1000], brain mean 500) and 0
+outside it, a range that viewers' automatic window/level handles like an ordinary MR volume.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..config import RunConfig
+from ..constants import MODALITIES, MODALITY_DISPLAY, Scenario, scenario_from_mask
+from .errors import InputError
+
+#: progress(fraction in [0, 1], stage words)
+ProgressFn = Callable[[float, str], None]
+#: Synthesized sequences for display: RECON_SCALE * z-score + RECON_OFFSET inside the brain, 0 outside.
+RECON_SCALE = 100.0
+RECON_OFFSET = 500.0
+PRECISIONS = ("float32", "bfloat16")
+
+
+@dataclass
+class Prediction:
+    """One case's result, on the reference input's grid.
+
+    labels: uint8 label map with values {0, 1, 2, 4}. reconstructions: modality -> float32 image, one per
+    sequence that was missing (display scale, see the module docstring). scenario: the present set.
+    log: human-readable lines (resampling, crop, timings). timings: seconds per stage.
+    """
+
+    labels: sitk.Image
+    reconstructions: dict[str, sitk.Image]
+    scenario: Scenario
+    log: list[str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> CUDA when available, else CPU. Raises InputError when CUDA is asked for but absent."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+
+
+def _read_inputs(images: Mapping[str, object]) -> dict[str, sitk.Image]:
+    """modality -> sitk.Image for the non-None entries; InputError for unknown names, missing or unreadable files."""
+    unknown = sorted(set(images) - set(MODALITIES))
+    if unknown:
+        raise InputError(f"unknown sequence name(s) {unknown}; expected some of {', '.join(MODALITIES)}")
+    read: dict[str, sitk.Image] = {}
+    for modality in MODALITIES:
+        source = images.get(modality)
+        if source is None:
+            continue
+        if isinstance(source, sitk.Image):
+            read[modality] = source
+            continue
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"{MODALITY_DISPLAY[modality]} file {path} does not exist; check the path")
+        try:
+            read[modality] = sitk.ReadImage(str(path))
+        except RuntimeError as error:
+            first = next((line for line in str(error).splitlines() if line.strip()), "unknown format")
+            raise InputError(f"cannot read {MODALITY_DISPLAY[modality]} from {path} ({first.strip()}); "
+                             f"use a NIfTI (.nii/.nii.gz) or NRRD volume") from None
+    if not read:
+        raise InputError("no sequence given: pass at least one of FLAIR, T1ce, T1, T2 (--flair/--t1ce/--t1/--t2)")
+    return read
+
+
+def _logit(probability: float) -> float:
+    """The logit threshold equivalent to ``sigmoid(x) > probability`` (so no sigmoid pass is needed)."""
+    if not 0.0 < probability < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {probability}")
+    return math.log(probability / (1.0 - probability))
+
+
+class Predictor:
+    """Runs the MAE completion and the personalized segmenter on one case at a time.
+
+    Args:
+        cfg: the run's configuration (network shapes, inference window/overlap/threshold/post-processing).
+        mae: the stage-1 ``MultimodalMAE`` or None (``zero-fill``: absent channels stay 0).
+        segmenter: the stage-2 ``PersonalizedSegmenter``.
+        device: "auto", "cpu", "cuda" or a torch.device.
+        meta: free-form description of where the networks came from (``bundle.json`` for bundles).
+        precision: "float32" (default) or "bfloat16" (autocast; see ``benchmark`` for its speed and Dice).
+    """
+
+    def __init__(self, cfg: RunConfig, mae, segmenter, device: str | torch.device = "auto", meta: dict | None = None,
+                 *, precision: str = "float32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        self.cfg = cfg
+        self.device = resolve_device(device)
+        self.mae = None if mae is None else mae.to(self.device).eval()
+        self.segmenter = segmenter.to(self.device).eval()
+        self.meta = dict(meta or {})
+        self.precision = precision
+        self.divisor = 2 ** (cfg.net.levels - 1)
+
+    # ---------------------------------------------------------------------------------------- building
+    @classmethod
+    def from_bundle(cls, path: str | Path, device: str | torch.device = "auto", **kwargs) -> "Predictor":
+        """A predictor from a bundle folder or zip (every check of ``bundle.load_bundle_models`` passed)."""
+        from .bundle import load_bundle_models
+
+        cfg, mae, segmenter, meta = load_bundle_models(path)
+        meta = {**meta, "source": str(path)}
+        return cls(cfg, mae, segmenter, device, meta, **kwargs)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, device: str | torch.device = "auto", **kwargs) -> "Predictor":
+        """A predictor from a ``train`` run folder (RUN/config.json, RUN/mae/, RUN/seg/)."""
+        from .bundle import build_checked_models, read_run
+
+        cfg, states, embeddings, identity = read_run(run_dir)
+        mae, segmenter = build_checked_models(cfg, states, embeddings, source=str(run_dir))
+        return cls(cfg, mae, segmenter, device, {"source": str(run_dir), "text_encoder": identity}, **kwargs)
+
+    # ---------------------------------------------------------------------------------------- running
+    def _autocast(self):
+        if self.precision == "bfloat16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, enabled=False)
+
+    def _run_network(self, fn, x: torch.Tensor, crop_shape: tuple[int, ...], out_channels: int) -> torch.Tensor:
+        """``fn(window (1, C, d, h, w), box (1, 3, 2)) -> (1, out_channels, d, h, w)`` over the padded crop ``x``:
+        in one pass (``cfg.inference.window`` None) or by MONAI's sliding window. Returns float32."""
+        from ..data.dataset import normalized_box
+
+        window = self.cfg.inference.window
+        padded = tuple(x.shape[2:])
+        if window is None or all(w >= p for w, p in zip(window, padded)):
+            box = torch.from_numpy(normalized_box((0, 0, 0), padded, crop_shape))[None].to(self.device)
+            with self._autocast():
+                return fn(x, box).float()
+        from monai.inferers import sliding_window_inference
+
+        roi = tuple(min(int(w), p) for w, p in zip(window, padded))
+
+        def windowed(patch: torch.Tensor, slices) -> torch.Tensor:
+            starts = [s.start for s in slices[0][2:]]
+            box = torch.from_numpy(normalized_box(starts, patch.shape[2:], crop_shape))[None].to(self.device)
+            with self._autocast():
+                return fn(patch, box).float()
+
+        return sliding_window_inference(x, roi, 1, windowed, overlap=self.cfg.inference.overlap, mode="gaussian",
+                                         with_coord=True)
+
+    @torch.inference_mode()
+    def predict(self, images: Mapping[str, object], *, reference: str | None = None, postprocess: bool | None = None,
+                progress: ProgressFn | None = None) -> Prediction:
+        """Segment one case from the given sequences.
+
+        images: modality -> file path, SimpleITK image or None (missing); at least one must be given.
+        reference: the sequence whose grid the outputs use (default: the first available in MODALITIES order).
+        postprocess: BraTS ET post-processing (default: ``cfg.inference.postprocess_et``).
+        progress: called with (fraction, stage words), reaching 1.0 at the end.
+        Raises InputError for unusable inputs (none given, unreadable, empty, all NaN, bad reference).
+        """
+        from ..data.labels import labels_from_regions
+        from ..data.preprocess import Geometry, load_case, to_reference_image
+
+        report = progress or (lambda fraction, stage: None)
+        log: list[str] = []
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = round(now - clock, 4)
+            clock = now
+
+        report(0.0, "reading images")
+        read = _read_inputs(images)
+        present = list(read)
+        scenario = scenario_from_mask(tuple(m in read for m in MODALITIES))
+        if reference is not None and reference not in read:
+            raise InputError(f"reference sequence {reference!r} was not given; choose one of {', '.join(present)}")
+        ref_name = reference or present[0]
+        ref_grid = Geometry.of(read[ref_name])
+        resample = False
+        for modality in present:
+            difference = ref_grid.difference(Geometry.of(read[modality]))
+            if difference is not None:
+                resample = True
+                log.append(f"resampled {MODALITY_DISPLAY[modality]} (linear) onto the grid of "
+                           f"{MODALITY_DISPLAY[ref_name]}: its {difference[0]} {difference[1]}")
+        lap("read")
+
+        report(0.1, "preprocessing")
+        try:
+            case = load_case(read, case_id="input", resample=resample, reference=ref_name)
+        except ValueError as error:  # ImageError, GeometryError from the data layer
+            raise InputError(str(error).replace("case input: ", "")) from None
+        del read
+        crop_shape = case.brain.shape
+        padded = tuple(-(-s // self.divisor) * self.divisor for s in crop_shape)
+        x = torch.zeros((1, len(MODALITIES), *padded), dtype=torch.float32, device=self.device)
+        x[0, :, : crop_shape[0], : crop_shape[1], : crop_shape[2]] = torch.from_numpy(case.image)
+        case.image = None  # the tensor holds the only copy from here on
+        log.append(f"scenario {scenario.short} ({scenario.display}); brain crop {'x'.join(map(str, crop_shape))} "
+                   f"voxels, padded to {'x'.join(map(str, padded))}; device {self.device}, {self.precision}")
+        lap("preprocess")
+
+        crop = (0, slice(None), slice(0, crop_shape[0]), slice(0, crop_shape[1]), slice(0, crop_shape[2]))
+        synthesized: dict[str, np.ndarray] = {}
+        if scenario.missing and self.mae is not None:
+            report(0.2, "reconstructing " + ", ".join(MODALITY_DISPLAY[m] for m in scenario.missing))
+            available = torch.tensor([scenario.mask], dtype=torch.bool, device=self.device)
+            x = self._run_network(lambda v, box: self.mae.complete(v, available, box), x, crop_shape, len(MODALITIES))
+            brain = torch.from_numpy(case.brain).to(self.device)
+            for channel, modality in enumerate(MODALITIES):
+                if modality in scenario.missing:
+                    values = x[crop][channel].clamp(-5.0, 5.0).mul_(RECON_SCALE).add_(RECON_OFFSET)
+                    synthesized[modality] = values.mul_(brain).cpu().numpy()
+            del brain
+            log.append(f"reconstructed {', '.join(MODALITY_DISPLAY[m] for m in scenario.missing)} with the MAE")
+            lap("reconstruct")
+        elif scenario.missing:
+            log.append(f"no MAE in this model ({self.cfg.seg.method}): missing sequences are zero-filled")
+
+        report(0.5, "segmenting")
+        index = torch.tensor([scenario.index], device=self.device)
+        logits = self._run_network(lambda v, box: self.segmenter(v, index)["logits"], x, crop_shape, 3)
+        del x
+        labels = labels_from_regions(logits[crop], _logit(self.cfg.inference.threshold)).cpu().numpy()
+        del logits
+        labels[~case.brain] = 0
+        lap("segment")
+
+        report(0.85, "mapping results back")
+        if postprocess if postprocess is not None else self.cfg.inference.postprocess_et:
+            from ..evaluation.metrics import postprocess_et
+
+            before = int(np.count_nonzero(labels == 4))
+            labels = postprocess_et(labels, tuple(reversed(case.grid.spacing)))
+            after = int(np.count_nonzero(labels == 4))
+            log.append("ET post-processing: " + ("no change" if before == after else
+                                                 f"{before} ET voxels below the minimum volume relabelled NCR"))
+        label_image = to_reference_image(labels, case, is_label=True)
+        recon_images = {m: to_reference_image(v, case, is_label=False) for m, v in synthesized.items()}
+        lap("map back")
+        log.append("timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+        report(1.0, "done")
+        return Prediction(label_image, recon_images, scenario, log, timings)
