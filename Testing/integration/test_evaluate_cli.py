@@ -1,0 +1,162 @@
+"""``python -m AllStageTraining evaluate`` on a tiny folder of real NIfTI files.
+
+The scoring runs go through a real subprocess; the error cases call the same CLI entry point in-process
+(``cli.main``), which saves the few seconds that every fresh interpreter spends importing torch and MONAI.
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from AllStageTraining.cli import main as cli_main
+from AllStageTraining.constants import LABEL_ED, LABEL_ET, LABEL_NCR, SCENARIOS
+from AllStageTraining.evaluation.metrics import HD95_CAP_MM
+from AllStageTraining.evaluation.tables import ScenarioTable
+
+SHAPE = (20, 24, 22)  # (z, y, x)
+SPACING = (1.2, 1.0, 2.0)  # SimpleITK order (x, y, z)
+ORIGIN = (-10.0, 5.0, 3.0)
+
+
+def image(array: np.ndarray, spacing=SPACING) -> sitk.Image:
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing(spacing)
+    img.SetOrigin(ORIGIN)
+    return img
+
+
+def truth_labels() -> np.ndarray:
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[4:16, 5:19, 4:18] = LABEL_ED
+    labels[6:14, 8:16, 7:15] = LABEL_NCR
+    labels[8:12, 10:14, 9:13] = LABEL_ET  # 64 voxels x 2.4 mm^3 = 153.6 mm^3
+    return labels
+
+
+def run_evaluate(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "AllStageTraining", "evaluate", *map(str, args)],
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """Two BraTS-2020-layout truth cases; predictions for 3 scenarios of case 1 and 2 of case 2."""
+    truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
+    truth = truth_labels()
+    flair = (truth > 0).astype(np.float32) * 100 + 10
+    for case in ("Case_001", "Case_002"):
+        (truth_dir / case).mkdir(parents=True)
+        sitk.WriteImage(image(flair), str(truth_dir / case / f"{case}_flair.nii.gz"))
+        sitk.WriteImage(image(truth), str(truth_dir / case / f"{case}_seg.nii.gz"))
+        (pred_dir / case).mkdir(parents=True)
+
+    half_wt = truth.copy()
+    half_wt[10:16][half_wt[10:16] == LABEL_ED] = 0  # edema of the upper half missed: WT loses voxels
+    no_et = truth.copy()
+    no_et[no_et == LABEL_ET] = LABEL_NCR  # ET missed entirely, TC and WT perfect
+    predictions = {
+        ("Case_001", "FC12"): truth,  # perfect
+        ("Case_001", "F"): half_wt,
+        ("Case_001", "C2"): no_et,
+        ("Case_002", "FC12"): truth,
+        ("Case_002", "F"): np.where(truth == LABEL_ET, 3, truth).astype(np.uint8),  # BraTS 2023 ET value
+    }
+    for (case, short), labels in predictions.items():
+        sitk.WriteImage(image(labels), str(pred_dir / case / f"{short}.nii.gz"))
+    return truth_dir, pred_dir, predictions
+
+
+def test_evaluate_scores_what_exists_and_reports_missing(folders, tmp_path):
+    truth_dir, pred_dir, predictions = folders
+    out = tmp_path / "eval"
+    result = run_evaluate("--pred", pred_dir, "--truth", truth_dir, "--out", out, "--postprocess-et")
+    assert result.returncode == 0, result.stderr
+    for name in ("table.csv", "table_summary.csv", "table.md", "summary.json", "heatmap.png"):
+        assert (out / name).is_file(), name
+    assert "| FC12 | FLAIR + T1ce + T1 + T2 | 100.00 |" in result.stdout
+    assert "Mean (3 of 15)" in result.stdout
+    assert "25 prediction(s) missing" in result.stderr and "Case_001: 2, C, 1," in result.stderr
+
+    table = ScenarioTable.from_csv(out / "table.csv")
+    assert table.case_ids == ["Case_001", "Case_002"]
+    assert not table.has("Case_002", "C2")
+    truth = truth_labels()
+    # perfect predictions, and the BraTS 2023 ET value 3 read as ET
+    for case, short in (("Case_001", "FC12"), ("Case_002", "FC12"), ("Case_002", "F")):
+        for region in ("WT", "TC", "ET"):
+            assert table.value(case, short, region, "dice") == pytest.approx(1.0)
+            assert table.value(case, short, region, "hd95") == pytest.approx(0.0)
+    # missed upper edema: Dice from the voxel counts
+    kept = (predictions[("Case_001", "F")] > 0).sum()
+    assert table.value("Case_001", "F", "WT", "dice") == pytest.approx(2 * kept / (kept + (truth > 0).sum()), rel=1e-5)
+    assert table.value("Case_001", "F", "TC", "dice") == pytest.approx(1.0)
+    # missed ET: Dice 0 and the cap; post-processing does not bring back what is absent
+    assert table.value("Case_001", "C2", "ET", "dice") == 0.0
+    assert table.value("Case_001", "C2", "ET", "hd95") == pytest.approx(HD95_CAP_MM)
+    # post-processing at 500 mm^3 removes the true 153.6 mm^3 ET from the perfect prediction
+    assert table.value("Case_001", "FC12", "ET", "dice", "postprocessed") == 0.0
+    assert table.value("Case_001", "C2", "ET", "dice", "postprocessed") == 0.0
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_cases"] == 2 and summary["n_scenarios_scored"] == 3
+    assert summary["missing_predictions"]["Case_002"] == [s.short for s in SCENARIOS if s.short not in ("F", "FC12")]
+    assert summary["per_scenario"]["C2"]["n_cases"] == 1
+    assert summary["mean_dice"]["ET"] == pytest.approx((1.0 + 0.0 + 1.0) / 3)  # F, C2, FC12 means over cases
+    assert "mean_dice_postprocessed" in summary and summary["hd95_cap_mm"] == pytest.approx(HD95_CAP_MM)
+
+
+def evaluate_in_process(capsys, *args):
+    code = cli_main(["evaluate", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_evaluate_geometry_mismatch_is_a_clear_error(folders, tmp_path, capsys):
+    truth_dir, pred_dir, _ = folders
+    sitk.WriteImage(image(truth_labels(), spacing=(1.0, 1.0, 2.0)), str(pred_dir / "Case_002" / "F.nii.gz"))
+    code, _, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", truth_dir, "--out", tmp_path / "eval")
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("ERROR:") and "F.nii.gz" in line and "spacing" in line and "resample" in line
+    assert not (tmp_path / "eval").exists()
+
+
+def test_evaluate_without_predictions_or_with_bad_labels_fails_cleanly(folders, tmp_path, capsys):
+    truth_dir, _, _ = folders
+    empty = tmp_path / "empty_pred"
+    empty.mkdir()
+    code, _, err = evaluate_in_process(capsys, "--pred", empty, "--truth", truth_dir, "--out", tmp_path / "eval")
+    assert code == 2 and "no prediction found" in err and "FC12.nii.gz" in err
+
+    bad = tmp_path / "bad_pred" / "Case_001"
+    bad.mkdir(parents=True)
+    labels = truth_labels()
+    labels[0, 0, 0] = 7
+    sitk.WriteImage(image(labels), str(bad / "FC12.nii.gz"))
+    code, _, err = evaluate_in_process(capsys, "--pred", bad.parent, "--truth", truth_dir, "--out", tmp_path / "eval2")
+    assert code == 2 and "[7]" in err and err.startswith("ERROR:")
+
+    code, _, err = evaluate_in_process(capsys, "--pred", bad.parent, "--truth", tmp_path / "nowhere", "--out", tmp_path / "e3")
+    assert code == 2 and err.startswith("ERROR:") and "nowhere" in err
+
+
+def test_evaluate_hd95_uses_spacing_and_cap_option(folders, tmp_path, capsys):
+    truth_dir, pred_dir, _ = folders
+    shifted = np.roll(truth_labels(), 2, axis=0)  # two slices of 2.0 mm along z
+    sitk.WriteImage(image(shifted), str(pred_dir / "Case_001" / "FC12.nii.gz"))
+    out = tmp_path / "eval"
+    code, _, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", truth_dir, "--out", out,
+                                       "--hd95-cap", "99", "--scenarios", "FC12,C2", "--method", "other-tool")
+    assert code == 0, err
+    table = ScenarioTable.from_csv(out / "table.csv")
+    assert table.value("Case_001", "FC12", "WT", "hd95") == pytest.approx(4.0)
+    assert table.value("Case_001", "C2", "ET", "hd95") == pytest.approx(99.0)
+    assert table.variants == ["raw"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "other-tool"
+    assert summary["missing_predictions"] == {"Case_002": ["C2"]}
+    assert "not a prediction for a scenario" in err  # Case_001/F.nii.gz is outside --scenarios
