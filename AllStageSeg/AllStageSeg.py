@@ -1,0 +1,500 @@
+"""AllStageSeg: brain-tumour segmentation in 3D Slicer from any subset of FLAIR, T1ce, T1 and T2.
+
+The only file of the module that imports qt, ctk or slicer.ScriptedLoadableModule. Everything that can run
+without Qt lives in AllStageSegLib; the networks run in a separate ``PythonSlicer -m AllStageTraining
+predict`` process, so torch is never imported into Slicer's GUI process.
+"""
+
+import importlib
+import importlib.util
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import qt
+import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+MODULE_DIR = Path(__file__).resolve().parent
+
+
+def _makeTrainingPackageImportable():
+    """Installed, AllStageTraining sits beside this file; in the source tree, one folder up."""
+    for candidate in (MODULE_DIR, MODULE_DIR.parent):
+        if (candidate / "AllStageTraining" / "__init__.py").is_file():
+            if str(candidate) not in sys.path:
+                sys.path.append(str(candidate))
+            return
+
+
+_makeTrainingPackageImportable()
+
+from AllStageSegLib import dependencies, mrml_io  # noqa: E402
+from AllStageSegLib.predict_process import CANCELLED, RUNNING, SUCCEEDED  # noqa: E402
+from AllStageSegLib.readiness import SEGMENT_TOOLTIP, segment_blocker  # noqa: E402
+from AllStageSegLib.resources import DEMO_BUNDLE, SAMPLE_CASE_FILES, SAMPLE_DATA_DIR, resource_path  # noqa: E402
+from AllStageSegLib.segmentation_run import SegmentationRun  # noqa: E402
+from AllStageSegLib.sequence_names import assign_inputs  # noqa: E402
+from AllStageTraining.constants import MODALITIES, MODALITY_DISPLAY  # noqa: E402
+
+HELP_TEXT = """
+Segments a brain tumour from whatever MRI sequences a patient has (any subset of FLAIR, T1ce, T1 and T2),
+and synthesizes the missing sequences so you can look at them.
+<ul>
+<li>Choose the available sequences (the selectors fill themselves from volume names such as "_flair",
+"T1ce", "t2w"), a model and a device, then press <b>Segment</b>. Press <b>Cancel</b> to stop.</li>
+<li>Result: a segmentation with the BraTS labels <b>NCR</b> = 1 (necrotic / non-enhancing tumour core),
+<b>ED</b> = 2 (peritumoral edema) and <b>ET</b> = 4 (enhancing tumour); exporting it to a labelmap keeps
+these values. Evaluated regions: whole tumour WT = {1, 2, 4}, tumour core TC = {1, 4}, enhancing tumour
+ET = {4}.</li>
+<li>Synthesized sequences are added as volumes named like "T2 (synthesized)". They are model output, not
+measurements.</li>
+<li>Inputs on different grids (for example a 3 mm FLAIR and a 1 mm T1ce) are resampled onto the reference
+sequence (the first available in the order FLAIR, T1ce, T1, T2); the status line says so.</li>
+</ul>
+<b>The shipped demo model was trained on synthetic data only. It is not for clinical use.</b>
+Train your own model with <code>python -m AllStageTraining train</code> and load its exported bundle.
+"""
+
+ACKNOWLEDGEMENT_TEXT = """
+Method: "Dealing with All-stage Missing Modality: Towards A Universal Model with Robust Reconstruction and
+Personalization" (Zhao et al., arXiv 2406.01987), implemented with MONAI and PyTorch. The module's structure
+follows lassoan/SlicerMONAIAuto3DSeg and lassoan/SlicerTotalSegmentator.
+"""
+
+DEMO_MODEL_TEXT = "Demo model (synthetic data only, not for clinical use)"
+DEVICES = (("auto", "auto"), ("CPU", "cpu"), ("GPU (CUDA)", "cuda"))
+
+
+#
+# Module
+#
+
+
+class AllStageSeg(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "AllStageSeg"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["AllStageSeg contributors"]
+        self.parent.helpText = HELP_TEXT
+        self.parent.acknowledgementText = ACKNOWLEDGEMENT_TEXT
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def sampleCaseFiles():
+    """{sequence: path} of the synthetic sample case shipped in Resources/SampleData (those that exist)."""
+    folder = resource_path(SAMPLE_DATA_DIR)
+    return {m: folder / name for m, name in SAMPLE_CASE_FILES.items() if (folder / name).is_file()}
+
+
+def registerSampleData():
+    """Add the synthetic sample case (four sequences of one SynthBraTS case) to the Sample Data module."""
+    import SampleData
+
+    files = sampleCaseFiles()
+    if not files:
+        logging.info("AllStageSeg: no sample case in %s; nothing registered with Sample Data",
+                     resource_path(SAMPLE_DATA_DIR))
+        return
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="AllStageSeg",
+        sampleName="SynthBraTS_001",
+        thumbnailFileName=str(MODULE_DIR / "Resources" / "Icons" / "AllStageSeg.png"),
+        uris=[path.as_uri() for path in files.values()],
+        fileNames=[path.name for path in files.values()],
+        nodeNames=[f"SynthBraTS_001_{m}" for m in files],
+        checksums=None,
+        loadFileType="VolumeFile",
+    )
+
+
+#
+# Parameter node
+#
+
+
+@parameterNodeWrapper
+class AllStageSegParameterNode:
+    """The module's state; saved with the scene."""
+
+    flairVolume: vtkMRMLScalarVolumeNode
+    t1ceVolume: vtkMRMLScalarVolumeNode
+    t1Volume: vtkMRMLScalarVolumeNode
+    t2Volume: vtkMRMLScalarVolumeNode
+    model: Annotated[str, Choice(["demo", "file"])] = "demo"
+    bundlePath: str = ""
+    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    showSynthesized: bool = True
+    postprocessEt: bool = False
+
+
+#
+# Widget
+#
+
+
+class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._run = None
+        self._runInputs = {}
+        self._dependenciesChecked = False
+        self._timer = qt.QTimer()
+        self._timer.setInterval(200)
+        self._timer.timeout.connect(self._onTimer)
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/AllStageSeg.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = AllStageSegLogic()
+
+        self.ui.modelComboBox.addItem(DEMO_MODEL_TEXT, "demo")
+        self.ui.modelComboBox.addItem("Model bundle file", "file")
+        for text, value in DEVICES:
+            self.ui.deviceComboBox.addItem(text, value)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
+
+        self.ui.modelComboBox.currentIndexChanged.connect(self._onModelChanged)
+        self.ui.bundlePathLineEdit.currentPathChanged.connect(self._onBundlePathChanged)
+        self.ui.deviceComboBox.currentIndexChanged.connect(self._onDeviceChanged)
+        self.ui.autoFillButton.clicked.connect(lambda: self.fillInputsFromNames())
+        self.ui.applyButton.clicked.connect(self.onApplyButton)
+
+        self.initializeParameterNode()
+
+    def cleanup(self):
+        self._timer.stop()
+        if self._run is not None:
+            self._run.cancel()
+            self._run.poll()
+        self.removeObservers()
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+
+    def onSceneStartClose(self, caller, event):
+        if self._run is not None:
+            self._run.cancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+        self.fillInputsFromNames()
+
+    def setParameterNode(self, inputParameterNode):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self._onParameterNodeModified()
+
+    # --- inputs
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAdded(self, caller, event, node):
+        if isinstance(node, vtkMRMLScalarVolumeNode) and not node.IsA("vtkMRMLLabelMapVolumeNode"):
+            # the name is set after the node is added: look once the scene is idle
+            qt.QTimer.singleShot(0, self.fillInputsFromNames)
+
+    def fillInputsFromNames(self):
+        """Put volumes into the empty input selectors by their names (never over the user's choice)."""
+        if not self._parameterNode or self._run is not None:
+            return
+        volumes = {}
+        for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
+            if node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetAttribute(mrml_io.SYNTHESIZED_ATTRIBUTE):
+                continue
+            volumes[node.GetID()] = node.GetName()
+        chosen = {m: node.GetID() if node else None for m, node in self._inputNodes().items()}
+        for modality, nodeId in assign_inputs(volumes, chosen).items():
+            setattr(self._parameterNode, f"{modality}Volume", slicer.mrmlScene.GetNodeByID(nodeId))
+
+    def _inputNodes(self):
+        if not self._parameterNode:
+            return {m: None for m in MODALITIES}
+        return {m: getattr(self._parameterNode, f"{m}Volume") for m in MODALITIES}
+
+    # --- model and device (kept in the parameter node by hand: their combo boxes hold display texts)
+
+    def _bundlePath(self):
+        if not self._parameterNode:
+            return None
+        if self._parameterNode.model == "demo":
+            return str(self.logic.demoBundlePath())
+        return self._parameterNode.bundlePath or None
+
+    def _onModelChanged(self, index):
+        if self._parameterNode:
+            self._parameterNode.model = self.ui.modelComboBox.itemData(index)
+
+    def _onBundlePathChanged(self, path):
+        if self._parameterNode:
+            self._parameterNode.bundlePath = path
+
+    def _onDeviceChanged(self, index):
+        if self._parameterNode:
+            self._parameterNode.device = self.ui.deviceComboBox.itemData(index)
+
+    def _onParameterNodeModified(self, caller=None, event=None):
+        if self._parameterNode:
+            for combo, value in ((self.ui.modelComboBox, self._parameterNode.model),
+                                 (self.ui.deviceComboBox, self._parameterNode.device)):
+                wasBlocked = combo.blockSignals(True)
+                combo.setCurrentIndex(max(combo.findData(value), 0))
+                combo.blockSignals(wasBlocked)
+            wasBlocked = self.ui.bundlePathLineEdit.blockSignals(True)
+            self.ui.bundlePathLineEdit.currentPath = self._parameterNode.bundlePath
+            self.ui.bundlePathLineEdit.blockSignals(wasBlocked)
+            self.ui.bundlePathLineEdit.enabled = self._parameterNode.model == "file"
+        self._updateApplyButton()
+
+    def _updateApplyButton(self):
+        if self._run is not None:
+            self.ui.applyButton.text = "Cancel"
+            self.ui.applyButton.toolTip = "Stop the segmentation; nothing is added to the scene."
+            self.ui.applyButton.enabled = True
+            return
+        self.ui.applyButton.text = "Segment"
+        inputs = {m: node.GetID() if node else None for m, node in self._inputNodes().items()}
+        blocker = segment_blocker(inputs, self._bundlePath())
+        self.ui.applyButton.enabled = not blocker
+        self.ui.applyButton.toolTip = blocker or SEGMENT_TOOLTIP
+
+    # --- running
+
+    def onApplyButton(self):
+        if self._run is not None:
+            self.ui.statusLabel.text = "Cancelling..."
+            self._run.cancel()
+            return
+        if not self._ensureDependencies():
+            return
+        p = self._parameterNode
+        self._runInputs = {m: node for m, node in self._inputNodes().items() if node}
+        try:
+            self._run = self.logic.startSegmentation(
+                self._runInputs, self._bundlePath(), device=p.device, postprocessEt=p.postprocessEt,
+                showSynthesized=p.showSynthesized)
+        except Exception as error:
+            slicer.util.errorDisplay(f"Cannot start the segmentation: {error}")
+            return
+        self.ui.logTextEdit.clear()
+        self.ui.logTextEdit.appendPlainText(" ".join(self._run.process.command))
+        self.ui.progressBar.value = 0
+        self.ui.statusLabel.text = "\n".join(["Starting..."] + self._run.notes)
+        self._updateApplyButton()
+        self._timer.start()
+
+    def _onTimer(self):
+        update = self._run.poll()
+        for line in update.new_log:
+            self.ui.logTextEdit.appendPlainText(line)
+        self.ui.progressBar.value = int(round(100 * update.fraction))
+        self.ui.progressBar.format = f"{update.stage} (%p%)" if update.stage else "%p%"
+        if update.state == RUNNING:
+            self.ui.statusLabel.text = "\n".join([update.stage.capitalize() + "..."] + self._run.notes)
+            return
+        self._timer.stop()
+        run, self._run = self._run, None
+        if update.state == SUCCEEDED:
+            self.ui.statusLabel.text = "\n".join([f"Done in {run.result.seconds:.1f} s."] + run.result.notes)
+            self.logic.showResults(run.result, self._runInputs)
+        elif update.state == CANCELLED:
+            self.ui.progressBar.value = 0
+            self.ui.statusLabel.text = "Cancelled."
+        else:
+            self.ui.statusLabel.text = f"Failed: {update.message}"
+            slicer.util.errorDisplay(f"Segmentation failed: {update.message}", detailedText="\n".join(run.log))
+        self._updateApplyButton()
+
+    def _ensureDependencies(self):
+        """On the first Segment: find torch and monai, and offer to install what is missing."""
+        if self._dependenciesChecked:
+            return True
+        missing = dependencies.missing_packages()
+        if missing:
+            plan = dependencies.install_plan(missing, pytorch_utils_available=self.logic.pytorchUtilsAvailable())
+            if not slicer.util.confirmOkCancelDisplay(plan.describe(), "AllStageSeg: Python packages needed"):
+                self.ui.statusLabel.text = "Not started: " + ", ".join(missing) + " missing."
+                return False
+            try:
+                with slicer.util.WaitCursor():
+                    self.ui.statusLabel.text = "Installing " + ", ".join(missing) + "..."
+                    slicer.app.processEvents()
+                    self.logic.installDependencies(plan)
+            except Exception as error:
+                slicer.util.errorDisplay(f"Installation failed: {error}")
+                return False
+            still = dependencies.missing_packages()
+            if still:
+                slicer.util.errorDisplay("Still missing after installation: " + ", ".join(still) +
+                                         ". Restart Slicer and try again.")
+                return False
+        self._dependenciesChecked = True
+        return True
+
+
+#
+# Logic
+#
+
+
+class AllStageSegLogic(ScriptedLoadableModuleLogic):
+    """Runs ``predict`` on MRML volumes. Usable from the Python console::
+
+        logic = slicer.util.getModuleLogic("AllStageSeg")
+        result = logic.process({"flair": getNode("case_flair"), "t1": getNode("case_t1")})
+        result.segmentation, result.synthesized["t2"]
+    """
+
+    def getParameterNode(self):
+        return AllStageSegParameterNode(super().getParameterNode())
+
+    @staticmethod
+    def demoBundlePath():
+        return resource_path(DEMO_BUNDLE)
+
+    @staticmethod
+    def pythonExecutable():
+        """Slicer's standalone Python (PythonSlicer), which shares the application's packages."""
+        found = shutil.which("PythonSlicer")
+        if found:
+            return found
+        for folder in (Path(sys.executable).parent, Path(slicer.app.slicerHome) / "bin"):
+            for name in ("PythonSlicer", "PythonSlicer.exe"):
+                if (folder / name).is_file():
+                    return str(folder / name)
+        return sys.executable
+
+    @staticmethod
+    def pytorchUtilsAvailable():
+        return hasattr(slicer.modules, "pytorchutils") or importlib.util.find_spec("PyTorchUtils") is not None
+
+    @staticmethod
+    def installDependencies(plan):
+        """Install what ``plan`` (AllStageSegLib.dependencies.InstallPlan) lists; the caller has asked the user."""
+        if plan.torch_with_pytorch_utils:
+            import PyTorchUtils
+
+            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+            if not torchLogic.torchInstalled() and torchLogic.installTorch(askConfirmation=False) is None:
+                raise RuntimeError("PyTorch could not be installed; see the PyTorch Utils module")
+        if plan.pip_requirements:
+            slicer.util.pip_install(plan.pip_requirements)
+        importlib.invalidate_caches()
+
+    def startSegmentation(self, inputs, bundle=None, device="auto", postprocessEt=False, showSynthesized=True,
+                          reference=None):
+        """Start a background run and return it (AllStageSegLib.segmentation_run.SegmentationRun).
+
+        ``inputs``: {sequence: volume node or node ID/name}; sequences are "flair", "t1ce", "t1", "t2".
+        ``bundle``: a model bundle path; default the shipped demo model.
+        """
+        nodes = {m: slicer.util.getNode(v) if isinstance(v, str) else v for m, v in inputs.items() if v}
+        unknown = set(nodes) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"unknown sequence names {sorted(unknown)}; use {', '.join(MODALITIES)}")
+        return SegmentationRun(slicer.mrmlScene, nodes, bundle or self.demoBundlePath(), device=device,
+                               postprocess_et=postprocessEt, synthesize=showSynthesized, reference=reference,
+                               python_executable=self.pythonExecutable()).start()
+
+    def process(self, inputs, bundle=None, device="auto", postprocessEt=False, showSynthesized=True,
+                reference=None, waitForCompletion=True, timeout=None):
+        """Segment ``inputs`` (see :meth:`startSegmentation`).
+
+        With ``waitForCompletion`` (default) returns the RunResult (``.segmentation``, ``.synthesized``,
+        ``.notes``) or raises RuntimeError with predict's message; without it, returns the running
+        SegmentationRun: call its ``poll()`` until ``state`` is not "running", or ``cancel()``.
+        """
+        run = self.startSegmentation(inputs, bundle, device, postprocessEt, showSynthesized, reference)
+        if not waitForCompletion:
+            return run
+        update = run.wait(timeout=timeout, on_update=lambda u: slicer.app.processEvents())
+        if update.state != SUCCEEDED:
+            raise RuntimeError(f"AllStageSeg: {update.message}")
+        for note in run.result.notes:
+            logging.info("AllStageSeg: %s", note)
+        return run.result
+
+    @staticmethod
+    def showResults(result, inputs):
+        """Reference sequence in the background, first synthesized sequence in the foreground, segments on top."""
+        reference = inputs[result.reference]
+        synthesized = next(iter(result.synthesized.values()), None)
+        slicer.util.setSliceViewerLayers(background=reference, foreground=synthesized,
+                                         foregroundOpacity=0.5 if synthesized else 0.0, fit=True)
+        displayNode = result.segmentation.GetDisplayNode()
+        if displayNode:
+            displayNode.SetVisibility(True)
+        result.segmentation.CreateClosedSurfaceRepresentation()
+
+
+#
+# Test
+#
+
+
+class AllStageSegTest(ScriptedLoadableModuleTest):
+    """Self-test for a real Slicer: segments the shipped sample case from FLAIR and T1 with the demo model."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_SegmentSampleCaseFromTwoSequences()
+
+    def test_SegmentSampleCaseFromTwoSequences(self):
+        files = sampleCaseFiles()
+        demo = AllStageSegLogic.demoBundlePath()
+        if set(files) != set(MODALITIES) or not demo.exists():
+            self.delayDisplay(f"Sample case or demo model not shipped ({resource_path(SAMPLE_DATA_DIR)}, {demo}); skipped")
+            return
+        self.delayDisplay("Segmenting the sample case from FLAIR and T1")
+        inputs = {m: slicer.util.loadVolume(str(files[m])) for m in ("flair", "t1")}
+        result = AllStageSegLogic().process(inputs, demo, device="cpu", timeout=600)
+
+        segmentation = result.segmentation.GetSegmentation()
+        names = {segmentation.GetNthSegment(i).GetName(): segmentation.GetNthSegment(i).GetLabelValue()
+                 for i in range(segmentation.GetNumberOfSegments())}
+        self.assertEqual(names, {"NCR": 1, "ED": 2, "ET": 4})
+        self.assertEqual(sorted(result.synthesized), ["t1ce", "t2"])
+        for modality, node in result.synthesized.items():
+            self.assertEqual(node.GetName(), f"{MODALITY_DISPLAY[modality]} (synthesized)")
+            self.assertEqual(node.GetImageData().GetDimensions(), inputs["flair"].GetImageData().GetDimensions())
+        labelmap = mrml_io.export_labelmap(slicer.mrmlScene, result.segmentation, inputs["flair"])
+        values = set(slicer.util.arrayFromVolume(labelmap).ravel().tolist())
+        self.assertTrue(values <= {0, 1, 2, 4}, values)
+        self.delayDisplay("Test passed")
