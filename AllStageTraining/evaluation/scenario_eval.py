@@ -1,0 +1,146 @@
+"""Evaluate a predictor on every test case of a split in each of the 15 availability scenarios.
+
+For every test case (all four sequences on disk) and every scenario, the predictor sees only that scenario's
+sequences (the others are ``None``), its label map is written to ``out_dir/pred/<case_id>/<short>.nii.gz``
+(the layout ``evaluate --pred`` reads) and scored against the case's ground truth with and without the ET
+post-processing. The table files (``table.csv``, ``table_summary.csv``, ``table.md``, ``summary.json``,
+``heatmap.png``) go to ``out_dir``.
+
+Resumable: a prediction file that already exists is read and scored, never recomputed; files are written
+under a temporary name and renamed, so an interrupted run leaves no half-written prediction behind.
+Each case's images are read from disk once and handed to the predictor as SimpleITK images.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from AllStageTraining.constants import SCENARIOS, Scenario
+from AllStageTraining.evaluation.tables import ScenarioTable
+
+#: Progress callback: (fraction done in [0, 1], short description of the current item).
+ProgressFn = Callable[[float, str], None]
+
+
+def prediction_path(out_dir: str | Path, case_id: str, scenario: Scenario) -> Path:
+    """Where the label map of ``case_id`` predicted in ``scenario`` lives: ``out_dir/pred/<case>/<short>.nii.gz``."""
+    return Path(out_dir) / "pred" / case_id / f"{scenario.short}.nii.gz"
+
+
+def write_image_atomically(image, path: Path) -> None:
+    """Write a SimpleITK image to ``path`` through a temporary file in the same folder, then rename."""
+    import SimpleITK as sitk
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes)
+    tmp = path.with_name(f".{path.name[: -len(suffix)]}.tmp{os.getpid()}{suffix}")
+    sitk.WriteImage(image, str(tmp), True)
+    os.replace(tmp, path)
+
+
+def _on_grid_of(image, reference):
+    """``image`` (a label map) on ``reference``'s grid: unchanged when the geometry matches, else resampled."""
+    import SimpleITK as sitk
+
+    same = (
+        image.GetSize() == reference.GetSize()
+        and np.allclose(image.GetSpacing(), reference.GetSpacing(), atol=1e-4)
+        and np.allclose(image.GetOrigin(), reference.GetOrigin(), atol=1e-3)
+        and np.allclose(image.GetDirection(), reference.GetDirection(), atol=1e-4)
+    )
+    if same:
+        return image
+    return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, image.GetPixelID())
+
+
+def evaluate_test_split(
+    predictor,
+    split: dict,
+    out_dir: str | Path,
+    *,
+    scenarios: Iterable[Scenario] = SCENARIOS,
+    postprocess: bool = True,
+    progress: ProgressFn | None = None,
+    data_root: str | Path | None = None,
+    method: str | None = None,
+) -> ScenarioTable:
+    """Predict and score every (test case, scenario); write the predictions and the table files.
+
+    predictor: an object with ``predict(images: dict[modality, sitk.Image | None], postprocess=False)``
+        returning something with a ``labels`` SimpleITK image (``inference.Predictor``).
+    split: a split dictionary (``data.splits``); its ``test`` cases are evaluated, found under ``data_root``
+        (default: the split's ``data_root``).
+    postprocess: also score the ET post-processed prediction (variant ``"postprocessed"``). The stored
+        prediction files are always the raw ones.
+    progress: called with (fraction, description) after each prediction; without it a tqdm bar is shown.
+    method: a name recorded in the table and ``summary.json``.
+    Returns the :class:`ScenarioTable` that was written.
+    """
+    import SimpleITK as sitk
+
+    from AllStageTraining.data.labels import normalize_label_values
+    from AllStageTraining.data.splits import cases_for_split
+    from AllStageTraining.evaluation.metrics import score_prediction
+
+    out_dir = Path(out_dir)
+    scenarios = tuple(scenarios)
+    cases = cases_for_split(split, "test", root=data_root)
+    incomplete = [c.case_id for c in cases if not c.complete]
+    if incomplete:
+        raise ValueError(f"test case(s) without all four sequences and a label cannot be evaluated in every "
+                         f"scenario: {', '.join(incomplete)}")
+    total = len(cases) * len(scenarios)
+    table = ScenarioTable(method)
+    bar = None
+    if progress is None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=f"evaluating {method or 'predictor'}", unit="prediction", leave=False)
+
+    n_predicted, n_reused, predict_seconds, done = 0, 0, 0.0, 0
+    for case in cases:
+        truth_image = sitk.ReadImage(str(case.label))
+        truth = normalize_label_values(sitk.GetArrayFromImage(truth_image), case.case_id)
+        spacing = truth_image.GetSpacing()[::-1]  # array (z, y, x) order
+        images: dict[str, object] | None = None  # read on the first scenario that needs a prediction
+        for scenario in scenarios:
+            path = prediction_path(out_dir, case.case_id, scenario)
+            if path.exists():
+                labels = sitk.ReadImage(str(path))
+                n_reused += 1
+            else:
+                if images is None:
+                    images = {m: sitk.ReadImage(str(p)) for m, p in case.images.items()}
+                inputs = {m: (images[m] if m in scenario.modalities else None) for m in images}
+                start = time.perf_counter()
+                labels = predictor.predict(inputs, postprocess=False).labels
+                predict_seconds += time.perf_counter() - start
+                write_image_atomically(labels, path)
+                n_predicted += 1
+            labels = _on_grid_of(labels, truth_image)
+            pred = sitk.GetArrayFromImage(labels).astype(np.uint8, copy=False)
+            table.add_variants(case.case_id, scenario.short,
+                               score_prediction(pred, truth, spacing, postprocess=postprocess))
+            done += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"{case.case_id} {scenario.short}")
+            else:
+                progress(done / total, f"{case.case_id} {scenario.short}")
+    if bar is not None:
+        bar.close()
+
+    extra = {
+        "test_cases": [c.case_id for c in cases],
+        "scenarios": [s.short for s in scenarios],
+        "predictions_computed": n_predicted,
+        "predictions_reused": n_reused,
+        "seconds_per_prediction": round(predict_seconds / n_predicted, 3) if n_predicted else None,
+    }
+    table.write(out_dir, extra=extra)
+    return table
