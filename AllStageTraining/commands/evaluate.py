@@ -93,7 +93,7 @@ def score_folder(pred_dir: Path, truth_dir: Path, *, scenarios, postprocess: boo
     try:
         cases, problems = find_cases(truth_dir, strict=False)
     except DiscoveryError as error:
-        raise EvaluationInputError(str(error)) from error
+        raise EvaluationInputError(f"truth folder {truth_dir}: " + "; ".join(error.problems)) from error
     notes = [f"truth: {p}" for p in problems]
     notes += [f"truth case {c.case_id} has no label file: not scored" for c in cases if c.label is None]
     labelled = [c for c in cases if c.label is not None]

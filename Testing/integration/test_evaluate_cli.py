@@ -141,7 +141,8 @@ def test_evaluate_without_predictions_or_with_bad_labels_fails_cleanly(folders, 
     assert code == 2 and "[7]" in err and err.startswith("ERROR:")
 
     code, _, err = evaluate_in_process(capsys, "--pred", bad.parent, "--truth", tmp_path / "nowhere", "--out", tmp_path / "e3")
-    assert code == 2 and err.startswith("ERROR:") and "nowhere" in err
+    assert code == 2 and err.startswith("ERROR:") and "nowhere" in err and "not a folder" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_evaluate_hd95_uses_spacing_and_cap_option(folders, tmp_path, capsys):
