@@ -64,7 +64,7 @@ def measure_glue_overhead(shape=BRATS_SHAPE, present=("flair", "t1"), python_exe
     folder = Path(tempfile.mkdtemp(prefix="AllStageSeg-glue-"))
     try:
         files = _write_case(folder, shape, present)
-        for _ in range(repeats):
+        for attempt in range(repeats):
             scene = slicer.vtkMRMLScene()
             colors = slicer.vtkMRMLColorLogic()
             colors.SetMRMLScene(scene)
@@ -73,7 +73,7 @@ def measure_glue_overhead(shape=BRATS_SHAPE, present=("flair", "t1"), python_exe
             times = {}
 
             tick = time.perf_counter()
-            mrml_io.write_inputs(inputs, folder / "written")
+            mrml_io.write_inputs(inputs, folder / f"written{attempt}")
             times["write_inputs_s"] = time.perf_counter() - tick
 
             tick = time.perf_counter()

@@ -109,3 +109,13 @@ def test_colour_table_must_match_the_label_convention(tmp_path):
     bad.write_text(resource_path(COLOR_TABLE).read_text().replace("\n4,ET,", "\n3,ET,"))
     with pytest.raises(ValueError, match="label convention|convention"):
         read_label_definitions(bad)
+
+
+def test_glue_overhead_is_measured_per_step():
+    from AllStageSegLib.glue_overhead import measure_glue_overhead
+
+    times = measure_glue_overhead(shape=(40, 48, 48), present=("t1ce",))
+    assert set(times) == {"write_inputs_s", "start_process_s", "load_outputs_s", "total_s"}
+    assert all(value > 0 for value in times.values())
+    assert times["total_s"] == pytest.approx(sum(v for k, v in times.items() if k != "total_s"))
+    assert times["total_s"] < 30  # generous: a small case on a loaded 2-core machine
