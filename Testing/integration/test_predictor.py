@@ -1,0 +1,116 @@
+"""Predictor on the tiny bundle: every scenario, output geometry, resampling, run folder == bundle, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from AllStageTraining.constants import MODALITIES, SCENARIOS
+from AllStageTraining.inference.errors import InputError
+from AllStageTraining.inference.predictor import Predictor
+
+from inference_helpers import TINY_DIRECTION, TINY_ORIGIN, TINY_SHAPE, TINY_SPACING, synthetic_head, to_image
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_bundle):
+    return Predictor.from_bundle(tiny_bundle, "cpu")
+
+
+@pytest.fixture(scope="module")
+def head():
+    return {m: to_image(a) for m, a in synthetic_head(0).items()}
+
+
+def _same_grid(image: sitk.Image, reference: sitk.Image) -> bool:
+    return (image.GetSize() == reference.GetSize()
+            and np.allclose(image.GetSpacing(), reference.GetSpacing())
+            and np.allclose(image.GetOrigin(), reference.GetOrigin())
+            and np.allclose(image.GetDirection(), reference.GetDirection()))
+
+
+def test_every_scenario_predicts_on_the_reference_grid(predictor, head):
+    mae_calls = []
+    hook = predictor.mae.register_forward_hook(lambda *args: mae_calls.append(1))
+    try:
+        for scenario in SCENARIOS:
+            images = {m: (head[m] if m in scenario.modalities else None) for m in MODALITIES}
+            fractions = []
+            result = predictor.predict(images, progress=lambda f, s: fractions.append(f))
+            assert result.scenario == scenario
+            assert _same_grid(result.labels, head["flair"])
+            assert result.labels.GetPixelID() == sitk.sitkUInt8
+            assert set(np.unique(sitk.GetArrayFromImage(result.labels))) <= {0, 1, 2, 4}
+            assert sorted(result.reconstructions) == sorted(scenario.missing)
+            for image in result.reconstructions.values():
+                assert _same_grid(image, head["flair"]) and image.GetPixelID() == sitk.sitkFloat32
+                values = sitk.GetArrayFromImage(image)
+                assert np.isfinite(values).all() and values.max() > 0
+            assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    finally:
+        hook.remove()
+    assert len(mae_calls) == 14  # one MAE pass per incomplete scenario, none for FC12
+
+
+def test_outputs_follow_the_input_geometry_not_lps(predictor, head):
+    result = predictor.predict({"t2": head["t2"]})
+    assert result.labels.GetDirection() == pytest.approx(TINY_DIRECTION)
+    assert result.labels.GetOrigin() == pytest.approx(TINY_ORIGIN)
+    assert result.labels.GetSpacing() == pytest.approx(TINY_SPACING)
+    # Labels never leave the brain (the nonzero voxels of the inputs).
+    labels = sitk.GetArrayFromImage(result.labels)
+    assert not labels[sitk.GetArrayFromImage(head["t2"]) == 0].any()
+
+
+def test_mismatched_inputs_are_resampled_and_logged(predictor, head):
+    coarse = sitk.Resample(head["t1"], [16, 18, 14], sitk.Transform(), sitk.sitkLinear, head["t1"].GetOrigin(),
+                           [2.2, 1.8, 2.6], head["t1"].GetDirection(), 0.0, sitk.sitkFloat32)
+    result = predictor.predict({"flair": head["flair"], "t1": coarse})
+    assert any("resampled T1" in line and "FLAIR" in line for line in result.log), result.log
+    assert _same_grid(result.labels, head["flair"])
+    # The caller may name the reference: then the outputs use the coarse grid.
+    on_t1 = predictor.predict({"flair": head["flair"], "t1": coarse}, reference="t1")
+    assert _same_grid(on_t1.labels, coarse) and any("resampled FLAIR" in line for line in on_t1.log)
+
+
+def test_run_folder_and_bundle_predict_identically(tiny_run, predictor, head):
+    from_run = Predictor.from_run(tiny_run, "cpu")
+    images = {"t1ce": head["t1ce"], "t2": head["t2"]}
+    a, b = from_run.predict(images), predictor.predict(images)
+    assert np.array_equal(sitk.GetArrayFromImage(a.labels), sitk.GetArrayFromImage(b.labels))
+    for m in ("flair", "t1"):
+        assert np.array_equal(sitk.GetArrayFromImage(a.reconstructions[m]), sitk.GetArrayFromImage(b.reconstructions[m]))
+
+
+def test_sliding_window_covers_the_crop(tiny_bundle, head):
+    windowed = Predictor.from_bundle(tiny_bundle, "cpu")
+    windowed.cfg.inference.window = (16, 16, 16)
+    windowed.cfg.inference.overlap = 0.25
+    result = windowed.predict({"flair": head["flair"], "t1ce": head["t1ce"]})
+    assert _same_grid(result.labels, head["flair"]) and sorted(result.reconstructions) == ["t1", "t2"]
+    # A window at least as large as the crop is one pass: identical to window=None.
+    whole = Predictor.from_bundle(tiny_bundle, "cpu")
+    big = Predictor.from_bundle(tiny_bundle, "cpu")
+    big.cfg.inference.window = (256, 256, 256)
+    images = {"flair": head["flair"]}
+    assert np.array_equal(sitk.GetArrayFromImage(whole.predict(images).labels),
+                          sitk.GetArrayFromImage(big.predict(images).labels))
+
+
+def test_bad_inputs_raise_input_error(predictor, head, tmp_path):
+    with pytest.raises(InputError, match="no sequence given"):
+        predictor.predict({m: None for m in MODALITIES})
+    with pytest.raises(InputError, match="does not exist"):
+        predictor.predict({"flair": tmp_path / "missing.nii.gz"})
+    empty = to_image(np.zeros(TINY_SHAPE, np.float32))
+    with pytest.raises(InputError, match="empty"):
+        predictor.predict({"flair": head["flair"], "t2": empty})
+    nan = to_image(np.full(TINY_SHAPE, np.nan, np.float32))
+    with pytest.raises(InputError, match="NaN"):
+        predictor.predict({"t1": nan})
+    with pytest.raises(InputError, match="reference sequence 't2' was not given"):
+        predictor.predict({"flair": head["flair"]}, reference="t2")
+    (tmp_path / "junk.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(InputError, match="cannot read FLAIR"):
+        predictor.predict({"flair": tmp_path / "junk.nii.gz"})
