@@ -1,24 +1,21 @@
 """Fixtures for the MRML tests: a real MRML scene from the slicer-core wheel, and real NIfTI volumes.
 
-Every test here needs slicer-core (the ``mrml`` extra); without it the whole folder is skipped.
+Every test here needs slicer-core (the ``mrml`` extra); each test module starts with ``pytest.importorskip``,
+so without it the folder's tests are reported as skipped. This file imports nothing from slicer at the top.
 """
 
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-slicer = pytest.importorskip("slicer", reason="slicer-core (the 'mrml' extra) is not installed")
-if not hasattr(slicer, "vtkMRMLScene"):
-    pytest.skip("the installed 'slicer' package has no MRML classes", allow_module_level=True)
+SKIP_REASON = "slicer-core (the 'mrml' extra) is not installed"
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "AllStageSeg"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "AllStageSeg"))  # AllStageSegLib
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # mrml_images
 
 import SimpleITK as sitk  # noqa: E402
-
-#: 240x240x155 is the BraTS grid; tests use smaller grids with the same kind of geometry.
-DIRECTION_LPS_ROTATED = (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+from mrml_images import make_image  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
@@ -31,32 +28,13 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture
 def scene():
     """An MRML scene with Slicer's default colour tables, as the application has it."""
+    slicer = pytest.importorskip("slicer", reason=SKIP_REASON)
     scene = slicer.vtkMRMLScene()
     color_logic = slicer.vtkMRMLColorLogic()
     color_logic.SetMRMLScene(scene)
     color_logic.AddDefaultColorNodes()
     yield scene
     scene.Clear(True)
-
-
-def make_image(shape=(24, 28, 32), spacing=(1.0, 1.0, 1.0), origin=(12.0, -30.5, 4.0),
-               direction=DIRECTION_LPS_ROTATED, seed=0, kind="mri") -> sitk.Image:
-    """A SimpleITK image of ``shape`` (z, y, x): a bright ellipsoid 'brain' (mri) or a BraTS label map (labels)."""
-    rng = np.random.default_rng(seed)
-    z, y, x = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
-    radius = (z / 0.8) ** 2 + (y / 0.85) ** 2 + (x / 0.9) ** 2
-    if kind == "labels":
-        array = np.zeros(shape, np.uint8)
-        array[radius < 0.35] = 2
-        array[radius < 0.12] = 1
-        array[(radius < 0.05) & (x > 0)] = 4
-    else:
-        array = ((radius < 1) * (100 + 20 * rng.standard_normal(shape))).astype(np.float32)
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing(spacing)
-    image.SetOrigin(origin)
-    image.SetDirection(direction)
-    return image
 
 
 @pytest.fixture

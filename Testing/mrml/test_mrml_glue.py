@@ -4,13 +4,14 @@ BraTS label values, synthesized volumes, subject hierarchy, geometry notes."""
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import slicer
+
+slicer = pytest.importorskip("slicer", reason="slicer-core (the 'mrml' extra) is not installed")
 
 from AllStageSegLib import mrml_io
 from AllStageSegLib.labels import read_label_definitions
 from AllStageTraining.constants import LABEL_NAMES
 
-from conftest import make_image
+from mrml_images import make_image
 
 
 def test_inputs_are_written_with_their_geometry(scene, write_image, load_volume, tmp_path):

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+slicer = pytest.importorskip("slicer", reason="slicer-core (the 'mrml' extra) is not installed")
+
 from AllStageSegLib import mrml_io
 from AllStageSegLib.predict_process import CANCELLED, FAILED, SUCCEEDED
 from AllStageSegLib.segmentation_run import SegmentationRun
 from AllStageTraining.constants import LABEL_NAMES, MODALITIES
 
-from conftest import make_image
+from mrml_images import make_image
 
 SHAPE = (36, 48, 40)
 SPACING = (1.1, 0.9, 1.3)
