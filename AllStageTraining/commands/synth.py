@@ -4,8 +4,35 @@ HELP = "write synthetic BraTS-2020-layout cases built on the MNI152 anatomy"
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--out", required=True, help="folder that receives one sub-folder per case")
+    parser.add_argument("--n", type=int, default=10, help="number of cases (default 10)")
+    parser.add_argument("--spacing", type=int, choices=(1, 2), default=2,
+                        help="voxel size in mm: 1 (240x240x155, like BraTS) or 2 (120x120x78; default)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; case k depends only on (seed, k)")
+    parser.add_argument("--start-index", type=int, default=1, help="number of the first case (default 1)")
+    parser.add_argument("--montage", metavar="PNG", default=None,
+                        help="also draw the first cases (four sequences and labels) into this PNG")
+    parser.add_argument("--montage-cases", type=int, default=4, help="cases in the montage (default 4)")
 
 
 def run(args) -> int:
-    raise SystemExit("synth: not implemented yet")
+    import sys
+    import time
+
+    from ..synth import montage, synthesize
+
+    if args.n < 1:
+        print("ERROR: --n must be at least 1", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+
+    def report(done, total, case_dir):
+        print(f"PROGRESS {done / total:.3f} wrote {case_dir}", flush=True)
+
+    folders = synthesize(args.out, args.n, spacing=args.spacing, seed=args.seed, start_index=args.start_index,
+                         progress=report)
+    if args.montage:
+        path = montage(folders[: max(args.montage_cases, 1)], args.montage)
+        print(f"montage: {path}")
+    print(f"DONE {time.perf_counter() - start:.1f} s: {len(folders)} cases in {args.out}")
+    return 0
