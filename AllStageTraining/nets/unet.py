@@ -66,16 +66,17 @@ class ResidualBlock(nn.Module):
         )
 
     def forward(self, x: Tensor, modulation: tuple[Modulation | None, Modulation | None] = (None, None)) -> Tensor:
-        shortcut = self.shortcut(x)
         out = _activate(_modulate(self.norm1(self.conv1(x)), modulation[0]), self.activation)
         out = _modulate(self.norm2(self.conv2(out)), modulation[1])
-        out = out + shortcut
-        del shortcut
+        out += self.shortcut(x)  # in place, shortcut last: at most 4 block-sized tensors alive at once
         return _activate(out, self.activation)
 
 
 class UpBlock(nn.Module):
-    """Upsample by 2, merge the encoder skip (concatenate or add), then a residual block."""
+    """Upsample by 2 (``up``), merge the encoder skip (concatenate or add), then a residual block (``block``).
+
+    ``ResidualUNet.decode`` runs the three steps itself so that each input is released as soon as it is used.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, groups: int, activation: str, upsample: str, merge: str):
         super().__init__()
@@ -90,11 +91,6 @@ class UpBlock(nn.Module):
         block_in = 2 * out_channels if merge == "concat" else out_channels
         self.block = ResidualBlock(block_in, out_channels, groups, activation)
 
-    def forward(self, x: Tensor, skip: Tensor, modulation=(None, None)) -> Tensor:
-        x = self.up(x)
-        x = torch.cat([x, skip], dim=1) if self.merge == "concat" else x + skip
-        return self.block(x, modulation)
-
 
 class ResidualUNet(nn.Module):
     """Residual U-Net with ``cfg.levels`` levels of widths ``w, 2w, 4w, ...`` and GroupNorm(``cfg.groups``).
@@ -108,6 +104,11 @@ class ResidualUNet(nn.Module):
         merge: ``"concat"`` or ``"add"`` for the skip connections.
         final_head: build the full-resolution 1x1x1 head (``forward`` needs it); a caller with its own head
             (the personalized segmenter) passes False so that no parameter goes unused.
+
+    Speed on CPU: after ``model.to(memory_format=torch.channels_last_3d)`` (inputs then follow automatically)
+    the 3D convolutions ran 1.6x to 2.4x faster here (2 cores, width 16, 96^3 inference; width 8, 2x64^3
+    training step), with the same outputs to float32 rounding. Such parameters are not contiguous: call
+    ``.contiguous()`` on them before saving with safetensors.
     """
 
     def __init__(
@@ -167,6 +168,8 @@ class ResidualUNet(nn.Module):
             raise ValueError(
                 f"ResidualUNet expects (B, C, D, H, W) with D, H, W multiples of {self.divisor}; got {tuple(x.shape)}"
             )
+        if self.encoder[0].conv1.weight.is_contiguous(memory_format=torch.channels_last_3d):
+            x = x.contiguous(memory_format=torch.channels_last_3d)  # follow a channels-last model (see class doc)
         skips = []
         for block in self.encoder:
             x = block(x)
@@ -190,7 +193,10 @@ class ResidualUNet(nn.Module):
         for j, block in enumerate(self.decoder):
             level = self.levels - 2 - j
             pair = (modulation[2 * j], modulation[2 * j + 1]) if modulation is not None else (None, None)
-            x = block(x, skips.pop(), pair)
+            # One step at a time, never holding a tensor in a call's arguments longer than needed.
+            x = block.up(x)
+            x = torch.cat([x, skips.pop()], dim=1) if block.merge == "concat" else x + skips.pop()
+            x = block.block(x, pair)
             if level in self.deep_levels:
                 deep[level] = x
         return x, [deep[level] for level in self.deep_levels]

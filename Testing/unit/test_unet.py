@@ -58,3 +58,14 @@ def test_decode_consumes_skips_and_zero_modulation_is_identity(net_cfg):
         shifted = [(torch.zeros(2, c), torch.full((2, c), 0.5)) for c in net.decoder_norm_channels()]
         other, _ = net.decode(net.encode(x), shifted)
         assert not torch.allclose(other, reference, atol=1e-3)
+
+
+def test_channels_last_model_gives_the_same_output(net_cfg):
+    torch.manual_seed(2)
+    net = ResidualUNet(4, 3, net_cfg).eval()
+    x = torch.randn(1, 4, 16, 16, 16)
+    with torch.no_grad():
+        reference, _ = net(x)
+        net.to(memory_format=torch.channels_last_3d)
+        fast, _ = net(x)
+    assert torch.allclose(fast, reference, atol=1e-5)
