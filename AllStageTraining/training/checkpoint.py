@@ -19,6 +19,10 @@ CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message says what to do."""
+
+
 def rng_states() -> dict[str, Any]:
     """Python, NumPy, torch (CPU) and CUDA generator states, in a ``weights_only``-loadable form."""
     version, state, gauss = random.getstate()
@@ -70,7 +74,7 @@ def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - turn any unreadable file into one message
-        raise RuntimeError(f"cannot read checkpoint {path}: {error}. Delete it to start the stage afresh.") from error
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}. Delete it to start the stage afresh.") from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise RuntimeError(f"{path} is not an AllStageTraining checkpoint (format {CHECKPOINT_FORMAT})")
+        raise CheckpointError(f"{path} is not an AllStageTraining checkpoint (format {CHECKPOINT_FORMAT})")
     return payload

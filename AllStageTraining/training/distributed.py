@@ -14,6 +14,10 @@ import torch
 import torch.distributed as dist
 
 
+class DeviceError(RuntimeError):
+    """The requested device is not usable here; the message says what to pass instead."""
+
+
 @dataclass(frozen=True)
 class Runtime:
     """The device and the process's place in the (possibly one-process) job."""
@@ -40,7 +44,7 @@ def resolve_device(name: str | torch.device = "auto", local_rank: int = 0) -> to
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu or auto")
+            raise DeviceError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu or auto")
         return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
     if name != "cpu":
         raise ValueError(f"unknown device {name!r}; expected auto, cpu or cuda")

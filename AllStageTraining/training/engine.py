@@ -232,7 +232,7 @@ class ProgressLog:
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{lr:.2e}")
         else:
-            others = " ".join(f"{k} {v:.4f}" for k, v in means.items() if k != "loss")
+            others = " ".join(f"{k} {v:.4g}" for k, v in means.items() if k != "loss")
             eta = (self.total - step) / rate if rate > 0 else float("nan")
             print(
                 f"[{self.name}] step {step}/{self.total} loss {means['loss']:.4f} {others} lr {lr:.2e} "

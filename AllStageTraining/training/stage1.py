@@ -1,0 +1,228 @@
+"""Stage 1: train the multimodal masked autoencoder with distribution approximation (METHOD.md, "Stage 1").
+
+Each step, for a batch of crops with present sequences A:
+- the quantile EMA (population prior) is updated from the real intensities of the present sequences (no grad);
+- two independent visibility draws (views a and b, ``random_visibility``) are reconstructed;
+- loss = mean over views of L_rec (present sequences) + w_pop * mean over views of L_pop (absent sequences)
+  + w_cons * L_cons (absent sequences, the less-informed view pulled toward the detached other)
+  + w_fill_reg * smoothness of the learned fill.
+With ``w_cons == 0`` only view a is drawn (the second view would only feed L_cons).
+
+Validation (rank 0, every ``val_every`` steps and at the end) on the split's val cases, whole volumes padded
+to a multiple of 8: each present sequence is held out alone and completed from the others
+(``MultimodalMAE.complete``); PSNR and SSIM (MONAI) inside the brain box, against the learned fill alone as
+the baseline. Written to ``val/step_XXXXXX.json`` and TensorBoard (with a middle-slice preview grid).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..config import MAEConfig, RunConfig
+from ..constants import MODALITIES
+from ..data.preprocess import PreprocessedCase
+from ..nets.losses import consistency_loss, fill_regularizer, population_loss, reconstruction_loss
+from ..nets.mae import MultimodalMAE, random_visibility
+from .cases import CONFIG_FILE, MODEL_FILE, load_split_cases, save_weights, write_json
+from .distributed import Runtime, barrier, init_runtime
+from .engine import seed_everything, train_loop
+
+
+class MAEObjective(nn.Module):
+    """One stage-1 training step as a module: ``forward(batch, generator) -> {"loss", "rec", "pop", ...}``.
+
+    batch: ``image`` (B, 4, D, H, W), ``available`` (B, 4) bool, ``brain`` (B, 1, D, H, W), ``box`` (B, 3, 2).
+    Terms whose weight is 0 are neither computed nor returned.
+    """
+
+    def __init__(self, mae: MultimodalMAE, cfg: MAEConfig):
+        super().__init__()
+        self.mae = mae
+        self.cfg = cfg
+
+    @property
+    def n_views(self) -> int:
+        return 2 if self.cfg.w_cons > 0 else 1
+
+    def forward(self, batch: dict, generator: torch.Generator) -> dict[str, Tensor]:
+        cfg = self.cfg
+        x, brain, box = batch["image"], batch["brain"], batch["box"]
+        available = batch["available"].bool()
+        shape = tuple(x.shape[2:])
+        if cfg.w_pop > 0:
+            self.mae.quantile_ema.update(x, brain, available)  # real data of present sequences only
+
+        visible, recon = [], []
+        for _ in range(self.n_views):
+            v = random_visibility(available, shape, cfg.patch_size, cfg.mask_ratio, generator)
+            visible.append(v)
+            recon.append(self.mae(x, v, box))
+
+        terms: dict[str, Tensor] = {}
+        terms["rec"] = sum(
+            reconstruction_loss(r, x, v, brain, available, cfg.w_rec_visible) for r, v in zip(recon, visible)
+        ) / self.n_views
+        total = terms["rec"]
+        if cfg.w_pop > 0:
+            terms["pop"] = sum(population_loss(r, brain, available, self.mae.quantile_ema) for r in recon) / self.n_views
+            total = total + cfg.w_pop * terms["pop"]
+        if cfg.w_cons > 0:
+            terms["cons"] = consistency_loss(recon[0], recon[1], visible[0], visible[1], brain, available)
+            total = total + cfg.w_cons * terms["cons"]
+        if cfg.w_fill_reg > 0:
+            terms["fill_reg"] = fill_regularizer(self.mae.fill)
+            total = total + cfg.w_fill_reg * terms["fill_reg"]
+        return {"loss": total, **terms}
+
+
+def _slice_for_display(volume: Tensor) -> Tensor:
+    """Middle axial slice of a (D, H, W) z-scored volume, mapped from [-3, 3] to [0, 1]."""
+    return ((volume[volume.shape[0] // 2] + 3.0) / 6.0).clamp(0, 1)
+
+
+class MAEValidator:
+    """Held-out-sequence reconstruction quality on whole validation cases (see the module docstring)."""
+
+    def __init__(self, cases: list[PreprocessedCase], out_dir: str | Path, device: torch.device, multiple: int = 8):
+        from ..data.dataset import ValidationCases
+
+        self.cases = ValidationCases(cases, multiple=multiple)
+        self.out_dir = Path(out_dir)
+        self.device = device
+
+    @staticmethod
+    def _scores(prediction: Tensor, target: Tensor) -> tuple[float, float]:
+        """PSNR (dB) and 3-D SSIM (Gaussian window 7^3, sigma 1.5) of one (D, H, W) volume; data range = the
+        target's range (max - min)."""
+        from monai.metrics import PSNRMetric, SSIMMetric
+
+        data_range = float(target.max() - target.min()) or 1.0
+        p, t = prediction[None, None].float(), target[None, None].float()
+        psnr = float(PSNRMetric(max_val=data_range)(p, t).mean())
+        smallest = min(target.shape)
+        win = 7 if smallest >= 7 else max(3, (smallest - 1) // 2 * 2 + 1)  # odd, no larger than the volume
+        ssim = float(SSIMMetric(spatial_dims=3, data_range=data_range, win_size=win)(p, t).mean())
+        return psnr, ssim
+
+    @torch.no_grad()
+    def evaluate(self, mae: MultimodalMAE) -> tuple[dict, Tensor | None]:
+        """{"sequences": {name: {psnr, ssim, fill_psnr, fill_ssim, n_cases}}, "cases": {...}} and a preview."""
+        per_sequence: dict[str, list[dict]] = {m: [] for m in MODALITIES}
+        per_case: dict[str, dict] = {}
+        preview_rows = []
+        for index in range(len(self.cases)):
+            item = self.cases[index]
+            z, y, x = item["shape"].tolist()
+            image = item["image"][None].to(self.device)
+            box = item["box"][None].to(self.device)
+            brain = item["brain"][0, :z, :y, :x].to(self.device) > 0
+            available = item["available"].bool()
+            fill = mae.fill(box, tuple(image.shape[2:]))[0]
+            per_case[item["case_id"]] = {}
+            for m, name in enumerate(MODALITIES):
+                if not available[m] or available.sum() < 2:
+                    continue
+                others = available.clone()
+                others[m] = False
+                held_out = image.clone()
+                held_out[:, m] = 0.0
+                completed = mae.complete(held_out, others[None].to(self.device), box)[0, m, :z, :y, :x]
+                target = image[0, m, :z, :y, :x]
+                completed = torch.where(brain, completed, torch.zeros_like(completed))
+                fill_only = torch.where(brain, fill[m, :z, :y, :x], torch.zeros_like(completed))
+                psnr, ssim = self._scores(completed, target)
+                fill_psnr, fill_ssim = self._scores(fill_only, target)
+                scores = {"psnr": psnr, "ssim": ssim, "fill_psnr": fill_psnr, "fill_ssim": fill_ssim}
+                per_sequence[name].append(scores)
+                per_case[item["case_id"]][name] = scores
+                if index == 0:
+                    preview_rows.append(torch.cat([_slice_for_display(v) for v in (target, completed, fill_only)], dim=1))
+        sequences = {}
+        for name, rows in per_sequence.items():
+            if rows:
+                sequences[name] = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+                sequences[name]["n_cases"] = len(rows)
+        preview = torch.cat(preview_rows, dim=0)[None].cpu() if preview_rows else None
+        return {"sequences": sequences, "cases": per_case}, preview
+
+    def __call__(self, objective: MAEObjective, step: int, writer) -> dict[str, float]:
+        result, preview = self.evaluate(objective.mae)
+        result = {"step": step, **result}
+        write_json(self.out_dir / f"step_{step:06d}.json", result)
+        summary = {}
+        for name, scores in result["sequences"].items():
+            for key in ("psnr", "ssim", "fill_psnr", "fill_ssim"):
+                summary[f"{key}/{name}"] = scores[key]
+        if result["sequences"]:
+            for key in ("psnr", "fill_psnr", "ssim"):
+                summary[f"{key}/mean"] = sum(s[key] for s in result["sequences"].values()) / len(result["sequences"])
+        if writer is not None:
+            for key, value in summary.items():
+                if math.isfinite(value):
+                    writer.add_scalar(f"val/{key}", value, step)
+            if preview is not None:  # rows: held-out sequences; columns: target | completion | fill alone
+                writer.add_image("val/target_completion_fill", preview, step)
+        return {k: v for k, v in summary.items() if k.endswith("/mean")}
+
+
+def resume_identity(cfg: RunConfig, stage: str) -> dict:
+    """The parts of the configuration a stage's checkpoint must share with the run that resumes it."""
+    data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in ("num_workers", "cache_dir")}
+    identity = {"seed": cfg.seed, "data": data, "net": cfg.to_dict()["net"], "mae": cfg.to_dict()["mae"]}
+    if stage == "seg":
+        seg = cfg.to_dict()["seg"]
+        seg["text"] = {k: v for k, v in seg["text"].items() if k != "cache_dir"}
+        identity["seg"] = seg
+    return identity
+
+
+def train_mae(cfg: RunConfig, split_path: str | Path, out_dir: str | Path, resume: bool = False, *, device="auto") -> Path:
+    """Train the MAE on the split's training cases; returns ``out_dir/model.safetensors``.
+
+    Writes ``config.json`` first, then ``checkpoint.pt`` (engine), ``tb/``, ``val/step_*.json`` and finally
+    ``model.safetensors`` (the MultimodalMAE state dict, quantile EMA included; rank 0 only).
+    """
+    runtime = init_runtime(device)
+    mae, steps = fit_mae(cfg, split_path, out_dir, resume, runtime)
+    path = Path(out_dir) / MODEL_FILE
+    if runtime.is_main:
+        save_weights(mae, path, metadata={"stage": "mae", "steps": steps})
+    barrier(runtime)
+    return path
+
+
+def fit_mae(cfg: RunConfig, split_path: str | Path, out_dir: str | Path, resume: bool, runtime: Runtime) -> tuple[MultimodalMAE, int]:
+    """The training part of ``train_mae``: (the trained MAE on this rank, steps done); writes all but the weights."""
+    out_dir = Path(out_dir)
+    if runtime.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(out_dir / CONFIG_FILE)
+    train_cases = load_split_cases(cfg, split_path, "train", runtime)
+    if not train_cases:
+        raise ValueError(f"{split_path}: the split has no training cases")
+    val_cases = load_split_cases(cfg, split_path, "val", runtime)
+
+    from ..data.dataset import TrainingCrops
+
+    optim = cfg.optim_mae
+    seed_everything(cfg.seed)  # identical initial weights on every rank and every run
+    mae = MultimodalMAE(cfg.net, cfg.mae)
+    objective = MAEObjective(mae, cfg.mae)
+    dataset = TrainingCrops(train_cases, cfg.data, seed=cfg.seed, length=optim.steps * optim.batch_size * runtime.world_size)
+    validator = None
+    if val_cases and runtime.is_main:
+        validator = MAEValidator(val_cases, out_dir / "val", runtime.device, multiple=2 ** (cfg.net.levels - 1))
+    elif runtime.is_main:
+        print("[mae] the split has no validation cases: no reconstruction validation", flush=True)
+    if runtime.is_main and objective.n_views == 1:
+        print("[mae] w_cons = 0: one masked view per sample (no consistency term)", flush=True)
+    result = train_loop(
+        name="mae", objective=objective, dataset=dataset, optim=optim, out_dir=out_dir, seed=cfg.seed,
+        runtime=runtime, resume=resume, config=resume_identity(cfg, "mae"), validate=validator,
+        num_workers=cfg.data.num_workers,
+    )
+    return mae, result.step

@@ -1,0 +1,264 @@
+"""Stage 2: the segmenter, by co-distillation (``ours``) or as one of the baselines (METHOD.md, "Stage 2").
+
+Per batch of crops with present sets A (B, 4):
+- ``ours``: the MAE is frozen. Teacher view = real A + the MAE's completion of the rest, with the prompt of
+  the full set (FC12). Student view = a random non-empty S within A (uniform over the 2^|A| - 1 subsets; S may
+  equal A) kept real, the rest completed by the MAE from S, with the prompt of S. Both views go through the
+  shared segmenter in one batch. Loss = w_seg_teacher * seg(teacher) + w_seg_student * seg(student)
+  + w_logit_distill * logit distillation + w_feat_distill * bottleneck distillation; the teacher's outputs are
+  detached inside the distillation terms, so distillation never pushes the teacher branch.
+- ``zero-fill``: no MAE; the plain U-Net sees a random non-empty S within A, the other channels 0;
+  segmentation loss only.
+- ``m3ae-style``: two random subsets S1, S2 within A, each completed by the (L_rec-only) MAE; the view with
+  more real sequences is the teacher (ties: view 1), detached in the distillation terms; no hyper-network.
+A term whose weight is 0 is not computed and not logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..config import RunConfig, SegConfig
+from ..constants import FULL_SCENARIO, NUM_MODALITIES, SCENARIOS
+from ..nets.losses import feature_distillation, logit_distillation, segmentation_loss
+from ..nets.mae import MultimodalMAE
+from ..nets.segmenter import PersonalizedSegmenter
+from .cases import CONFIG_FILE, MODEL_FILE, load_split_cases, load_weights, save_weights, with_grad_disabled, write_json
+from .distributed import barrier, init_runtime
+from .engine import seed_everything, train_loop
+from .stage1 import resume_identity
+
+EMBEDDINGS_FILE = "embeddings.json"
+METHODS = ("ours", "zero-fill", "m3ae-style")
+
+#: SCENARIOS index of each availability mask, by the mask's bit code sum(mask[m] << m).
+_SCENARIO_OF_CODE = torch.full((2**NUM_MODALITIES,), -1, dtype=torch.long)
+for _s in SCENARIOS:
+    _SCENARIO_OF_CODE[sum(int(v) << m for m, v in enumerate(_s.mask))] = _s.index
+
+
+def _codes(mask: Tensor) -> Tensor:
+    weights = 2 ** torch.arange(mask.shape[1], device=mask.device)
+    return (mask.long() * weights).sum(1)
+
+
+def scenario_indices(mask: Tensor) -> Tensor:
+    """(B, 4) bool availability -> (B,) long indices into SCENARIOS (every row must be non-empty)."""
+    if not bool(mask.any(1).all()):
+        raise ValueError("every sample needs at least one sequence")
+    return _SCENARIO_OF_CODE.to(mask.device)[_codes(mask.bool())]
+
+
+def random_subsets(available: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """A uniformly random non-empty subset S of each sample's present set A: (B, 4) bool -> (B, 4) bool.
+
+    Each of the 2^|A| - 1 non-empty subsets (A itself included) is equally likely. CPU generator.
+    """
+    present = available.detach().bool().cpu()
+    subsets = torch.zeros_like(present)
+    for b in range(present.shape[0]):
+        positions = present[b].nonzero().flatten()
+        if len(positions) == 0:
+            raise ValueError(f"sample {b} has no available sequence")
+        code = int(torch.randint(1, 2 ** len(positions), (1,), generator=generator))
+        for bit, position in enumerate(positions.tolist()):
+            subsets[b, position] = bool(code >> bit & 1)
+    return subsets.to(available.device)
+
+
+def complete_inputs(mae: MultimodalMAE | None, x: Tensor, keep: Tensor, box: Tensor) -> Tensor:
+    """The network input for real sequences ``keep`` (B, 4) bool: those channels of x, the others completed
+    by the frozen MAE (or zero without an MAE). Samples with all four kept skip the MAE."""
+    kept = keep.bool()[:, :, None, None, None]
+    out = torch.where(kept, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    if mae is None:
+        return out
+    needs = ~keep.bool().all(1)
+    if bool(needs.any()):
+        with torch.no_grad():
+            completed = mae.complete(out[needs], keep[needs], box[needs])
+        out = out.clone()
+        out[needs] = completed.to(out.dtype)
+    return out
+
+
+@dataclass
+class Views:
+    """Both views of a batch in one segmenter pass: rows ``:B`` are view 1, rows ``B:`` view 2.
+
+    ``teacher`` (B,) bool: for each sample, whether view 1 is its teacher (``ours``: always); ``masks``
+    (2B, 4) bool: the real sequences of each row. ``outputs``: the segmenter's dict over 2B rows.
+    """
+
+    outputs: dict
+    teacher: Tensor
+    masks: Tensor
+    batch: int
+
+    def split(self, key: str) -> tuple[Tensor, Tensor]:
+        """(teacher rows, student rows) of an output (B, ...) each."""
+        value = self.outputs[key]
+        first, second = value[: self.batch], value[self.batch :]
+        pick = self.teacher.view(-1, *([1] * (value.dim() - 1)))
+        return torch.where(pick, first, second), torch.where(pick, second, first)
+
+    def split_deep(self) -> tuple[list[Tensor], list[Tensor]]:
+        teacher, student = [], []
+        for value in self.outputs["deep"]:
+            first, second = value[: self.batch], value[self.batch :]
+            pick = self.teacher.view(-1, *([1] * (value.dim() - 1)))
+            teacher.append(torch.where(pick, first, second))
+            student.append(torch.where(pick, second, first))
+        return teacher, student
+
+
+class SegObjective(nn.Module):
+    """One stage-2 training step as a module: ``forward(batch, generator) -> {"loss", "seg_teacher", ...}``.
+
+    batch: ``image`` (B, 4, D, H, W), ``available`` (B, 4) bool, ``label`` (B, 3, D, H, W) region maps, ``box``.
+    The frozen MAE is held outside the module tree (not trained, not in checkpoints, not seen by DDP).
+    """
+
+    def __init__(self, segmenter: PersonalizedSegmenter, mae: MultimodalMAE | None, cfg: SegConfig):
+        super().__init__()
+        if cfg.method not in METHODS:
+            raise ValueError(f"unknown method {cfg.method!r}; expected one of {METHODS}")
+        if cfg.method != "zero-fill" and mae is None:
+            raise ValueError(f"method {cfg.method!r} needs the stage-1 MAE")
+        self.segmenter = segmenter
+        self.cfg = cfg
+        object.__setattr__(self, "frozen_mae", with_grad_disabled(mae) if mae is not None else None)
+
+    def views(self, batch: dict, generator: torch.Generator) -> Views:
+        """Draw the method's views of the batch and run the segmenter once over both (or one, zero-fill)."""
+        x, box = batch["image"], batch["box"]
+        available = batch["available"].bool()
+        n = x.shape[0]
+        method = self.cfg.method
+        if method == "zero-fill":
+            subset = random_subsets(available, generator)
+            masks = subset
+            inputs = complete_inputs(None, x, subset, box)
+            teacher = torch.ones(n, dtype=torch.bool, device=x.device)
+            outputs = self.segmenter(inputs, scenario_indices(subset))
+            return Views(outputs=outputs, teacher=teacher, masks=masks, batch=n)
+        if method == "ours":
+            first, second = available, random_subsets(available, generator)
+            prompts = torch.cat([torch.full((n,), FULL_SCENARIO.index, device=x.device), scenario_indices(second)])
+            teacher = torch.ones(n, dtype=torch.bool, device=x.device)
+        else:  # m3ae-style: two dropout views, the better-informed one teaches
+            first, second = random_subsets(available, generator), random_subsets(available, generator)
+            prompts = torch.cat([scenario_indices(first), scenario_indices(second)])
+            teacher = first.sum(1) >= second.sum(1)
+        masks = torch.cat([first, second])
+        inputs = complete_inputs(self.frozen_mae, torch.cat([x, x]), masks, torch.cat([box, box]))
+        outputs = self.segmenter(inputs, prompts)
+        return Views(outputs=outputs, teacher=teacher, masks=masks, batch=n)
+
+    def losses(self, views: Views, label: Tensor) -> dict[str, Tensor]:
+        """The weighted terms and their total; zero-weight terms are absent."""
+        cfg = self.cfg
+        weights = tuple(cfg.deep_supervision_weights)
+        terms: dict[str, Tensor] = {}
+        weighted: list[Tensor] = []
+        if self.cfg.method == "zero-fill":
+            terms["seg"] = segmentation_loss(views.outputs["logits"], views.outputs["deep"], label, weights)
+            return {"loss": terms["seg"], **terms}
+        teacher_logits, student_logits = views.split("logits")
+        teacher_deep, student_deep = views.split_deep()
+        if cfg.w_seg_teacher > 0:
+            terms["seg_teacher"] = segmentation_loss(teacher_logits, teacher_deep, label, weights)
+            weighted.append(cfg.w_seg_teacher * terms["seg_teacher"])
+        if cfg.w_seg_student > 0:
+            terms["seg_student"] = segmentation_loss(student_logits, student_deep, label, weights)
+            weighted.append(cfg.w_seg_student * terms["seg_student"])
+        if cfg.w_logit_distill > 0:
+            terms["logit_distill"] = logit_distillation(student_logits, teacher_logits.detach(), cfg.distill_kind, cfg.temperature)
+            weighted.append(cfg.w_logit_distill * terms["logit_distill"])
+        if cfg.w_feat_distill > 0:
+            teacher_feat, student_feat = views.split("bottleneck")
+            terms["feat_distill"] = feature_distillation(student_feat, teacher_feat.detach())
+            weighted.append(cfg.w_feat_distill * terms["feat_distill"])
+        if not weighted:
+            raise ValueError("every stage-2 loss weight is 0: nothing to train")
+        return {"loss": torch.stack(weighted).sum(), **terms}
+
+    def forward(self, batch: dict, generator: torch.Generator) -> dict[str, Tensor]:
+        return self.losses(self.views(batch, generator), batch["label"])
+
+
+def method_config(cfg: RunConfig) -> RunConfig:
+    """The configuration a method actually trains with: ``m3ae-style`` has no population or consistency
+    terms in stage 1 and no hyper-network; ``zero-fill`` and ``m3ae-style`` personalize nothing."""
+    import dataclasses
+
+    method = cfg.seg.method
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    out = RunConfig.from_dict(cfg.to_dict())
+    if method == "m3ae-style":
+        out.mae = dataclasses.replace(out.mae, w_pop=0.0, w_cons=0.0)
+    if method != "ours":
+        out.seg = dataclasses.replace(out.seg, personalize="none")
+    return out
+
+
+def train_seg(
+    cfg: RunConfig, split_path: str | Path, mae_dir: str | Path | None, out_dir: str | Path, resume: bool = False, *, device="auto"
+) -> Path:
+    """Train the segmenter on the split's training cases; returns ``out_dir/model.safetensors``.
+
+    Writes ``config.json``, ``checkpoint.pt``, ``tb/``, then ``model.safetensors`` (the segmenter's state dict,
+    scenario embeddings included when personalized) and ``embeddings.json`` (the 15 prompt embeddings and the
+    text encoder's identity; written when the segmenter uses them). ``mae_dir`` holds stage 1's
+    ``model.safetensors`` (ignored for ``zero-fill``).
+    """
+    from ..nets.build import build_models
+
+    cfg = method_config(cfg)
+    runtime = init_runtime(device)
+    out_dir = Path(out_dir)
+    method = cfg.seg.method
+    mae_path = Path(mae_dir) / MODEL_FILE if mae_dir is not None else None
+    if method != "zero-fill" and (mae_path is None or not mae_path.is_file()):
+        raise FileNotFoundError(f"method {method!r} needs a trained MAE: no {mae_path}; run train-mae first")
+    if runtime.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(out_dir / CONFIG_FILE)
+
+    embeddings, identity = None, None
+    if cfg.seg.personalize != "none":
+        from ..nets.text_encoder import scenario_embeddings
+
+        embeddings, identity = scenario_embeddings(cfg.seg.text)
+    train_cases = load_split_cases(cfg, split_path, "train", runtime)
+    if not train_cases:
+        raise ValueError(f"{split_path}: the split has no training cases")
+
+    from ..data.dataset import TrainingCrops
+
+    optim = cfg.optim_seg
+    seed_everything(cfg.seed + 1)  # identical initial weights on every rank; not the MAE's draws
+    mae, segmenter = build_models(cfg, embeddings)
+    if mae is not None:
+        load_weights(mae, mae_path)
+        segmenter.init_from_mae(mae)
+        mae.to(runtime.device)
+    objective = SegObjective(segmenter, mae, cfg.seg)
+    dataset = TrainingCrops(train_cases, cfg.data, seed=cfg.seed, length=optim.steps * optim.batch_size * runtime.world_size)
+    identity_for_resume = resume_identity(cfg, "seg")
+    result = train_loop(
+        name="seg", objective=objective, dataset=dataset, optim=optim, out_dir=out_dir, seed=cfg.seed + 1,
+        runtime=runtime, resume=resume, config=identity_for_resume, num_workers=cfg.data.num_workers,
+    )
+    path = out_dir / MODEL_FILE
+    if runtime.is_main:
+        save_weights(segmenter, path, metadata={"stage": "seg", "method": method, "steps": result.step})
+        if embeddings is not None:
+            write_json(out_dir / EMBEDDINGS_FILE, {"embeddings": embeddings.tolist(), "identity": identity})
+    barrier(runtime)
+    return path

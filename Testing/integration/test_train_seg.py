@@ -1,0 +1,180 @@
+"""Stage 2: student subsets, the no-gradient-to-teacher rule, switchable loss terms, and a short real run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+
+import pytest
+import torch
+
+from AllStageTraining.config import preset
+from AllStageTraining.constants import FULL_SCENARIO, MODALITIES, SCENARIOS
+from AllStageTraining.nets.build import build_models
+from AllStageTraining.training.engine import TrainStep, step_generator
+from AllStageTraining.training.stage2 import SegObjective, random_subsets, scenario_indices
+
+from training_helpers import tiny_split  # noqa: F401 (fixture)
+
+torch.set_num_threads(1)
+SHAPE = (16, 16, 16)
+
+
+def _batch(available) -> dict:
+    g = torch.Generator().manual_seed(3)
+    available = torch.tensor(available, dtype=torch.bool)
+    n = available.shape[0]
+    image = torch.randn(n, 4, *SHAPE, generator=g) * available[:, :, None, None, None]
+    label = (torch.rand(n, 3, *SHAPE, generator=g) > 0.7).float()
+    box = torch.tensor([[-1.0, 1.0]] * 3).expand(n, 3, 2).clone()
+    return {"image": image, "available": available, "label": label, "brain": torch.ones(n, 1, *SHAPE), "box": box}
+
+
+def _objective(method="ours", **seg_overrides) -> SegObjective:
+    cfg = preset("tiny")
+    cfg.seg = dataclasses.replace(cfg.seg, method=method, **seg_overrides)
+    if method != "ours":
+        cfg.seg = dataclasses.replace(cfg.seg, personalize="none")
+    torch.manual_seed(0)
+    embeddings = torch.nn.functional.normalize(torch.randn(len(SCENARIOS), 12), dim=-1)
+    mae, segmenter = build_models(cfg, embeddings)
+    return SegObjective(segmenter, mae, cfg.seg)
+
+
+AVAILABLE = [[True, False, True, True], [True, True, True, True], [False, True, False, False]]
+
+
+def test_student_subsets_are_non_empty_inside_the_available_set_and_uniform():
+    available = torch.tensor([[True, False, True, True]] * 4000)
+    subsets = random_subsets(available, torch.Generator().manual_seed(0))
+    assert bool(subsets.any(1).all())
+    assert not bool((subsets & ~available).any())
+    counts = Counter(tuple(row) for row in subsets.tolist())
+    assert len(counts) == 7  # every non-empty subset of {flair, t1, t2}, A itself included
+    assert all(abs(c / 4000 - 1 / 7) < 0.03 for c in counts.values())
+    single = random_subsets(torch.tensor([[False, True, False, False]] * 20))
+    assert single.tolist() == [[False, True, False, False]] * 20
+
+
+def test_scenario_indices_follow_the_scenario_table():
+    masks = torch.tensor([s.mask for s in SCENARIOS])
+    assert scenario_indices(masks).tolist() == list(range(len(SCENARIOS)))
+    with pytest.raises(ValueError):
+        scenario_indices(torch.zeros(1, 4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("method", ["ours", "m3ae-style"])
+def test_distillation_sends_no_gradient_to_the_teacher_rows(method):
+    objective = _objective(method)
+    batch = _batch(AVAILABLE)
+    views = objective.views(batch, step_generator(0, 0))
+    terms = objective.losses(views, batch["label"])
+    logits, bottleneck = views.outputs["logits"], views.outputs["bottleneck"]
+    n = views.batch
+    first_teaches = views.teacher.tolist()
+    teacher_rows = [b if first_teaches[b] else n + b for b in range(n)]
+    student_rows = [n + b if first_teaches[b] else b for b in range(n)]
+    distill = terms["logit_distill"] + terms["feat_distill"]
+    g_logits, g_feat = torch.autograd.grad(distill, [logits, bottleneck], retain_graph=True)
+    assert float(g_logits[teacher_rows].abs().max()) == 0.0
+    assert float(g_feat[teacher_rows].abs().max()) == 0.0
+    assert float(g_logits[student_rows].abs().max()) > 0.0
+    assert float(g_feat[student_rows].abs().max()) > 0.0
+    # the teacher's own segmentation loss does reach the teacher rows (shared weights learn from both views)
+    (g_seg,) = torch.autograd.grad(terms["seg_teacher"], [logits])
+    assert float(g_seg[teacher_rows].abs().max()) > 0.0 and float(g_seg[student_rows].abs().max()) == 0.0
+
+
+def test_views_of_ours_teacher_sees_a_with_the_full_prompt_and_student_a_subset():
+    objective = _objective("ours")
+    batch = _batch(AVAILABLE)
+    seen = {}
+    original = objective.segmenter.forward
+
+    def spy(x, scenario):
+        seen["x"], seen["scenario"] = x.detach(), scenario
+        return original(x, scenario)
+
+    objective.segmenter.forward = spy
+    views = objective.views(batch, step_generator(0, 1))
+    n = views.batch
+    teacher_mask, student_mask = views.masks[:n], views.masks[n:]
+    assert torch.equal(teacher_mask, batch["available"])
+    assert not bool((student_mask & ~batch["available"]).any()) and bool(student_mask.any(1).all())
+    assert seen["scenario"][:n].tolist() == [FULL_SCENARIO.index] * n
+    assert seen["scenario"][n:].tolist() == scenario_indices(student_mask).tolist()
+    x = batch["image"]
+    for b in range(n):
+        for m in range(len(MODALITIES)):
+            student_channel = seen["x"][n + b, m]
+            if student_mask[b, m]:
+                assert torch.equal(student_channel, x[b, m])  # kept real
+            else:
+                assert float(student_channel.abs().sum()) > 0  # completed by the MAE, not zero
+
+
+def test_zero_fill_sees_zeros_outside_the_subset_and_only_a_segmentation_term():
+    objective = _objective("zero-fill")
+    assert objective.frozen_mae is None
+    batch = _batch(AVAILABLE)
+    views = objective.views(batch, step_generator(0, 2))
+    terms = objective.losses(views, batch["label"])
+    assert set(terms) == {"loss", "seg"}
+    assert not bool((views.masks & ~batch["available"]).any())
+
+
+TERMS = {"w_seg_teacher": "seg_teacher", "w_seg_student": "seg_student", "w_logit_distill": "logit_distill",
+         "w_feat_distill": "feat_distill"}
+
+
+@pytest.mark.parametrize("weight_name", list(TERMS))
+def test_a_term_switched_off_is_neither_computed_nor_in_the_total(weight_name):
+    objective = _objective("ours", **{weight_name: 0.0})
+    batch = _batch(AVAILABLE)
+    terms = objective(batch, step_generator(0, 3))
+    assert TERMS[weight_name] not in terms
+    cfg = objective.cfg
+    expected = sum(getattr(cfg, w) * terms[t] for w, t in TERMS.items() if t in terms)
+    assert set(terms) == {"loss"} | {t for w, t in TERMS.items() if w != weight_name}
+    assert torch.allclose(terms["loss"], expected)
+
+
+def test_the_frozen_mae_is_outside_the_trained_module_and_does_not_change():
+    objective = _objective("ours")
+    assert not any(name.startswith("frozen_mae") for name in objective.state_dict())
+    assert all(not p.requires_grad for p in objective.frozen_mae.parameters())
+    names = {n for n, _ in objective.named_parameters()}
+    assert names and all(n.startswith("segmenter.") for n in names)
+    mae_before = {k: v.clone() for k, v in objective.frozen_mae.state_dict().items()}
+    seg_before = {k: v.clone() for k, v in objective.segmenter.state_dict().items()}
+    optim = dataclasses.replace(preset("tiny").optim_seg, steps=2)
+    step = TrainStep(objective, objective, optim, torch.device("cpu"))
+    for k in range(2):
+        step(_batch(AVAILABLE), step_generator(0, k))
+    assert all(torch.equal(v, mae_before[k]) for k, v in objective.frozen_mae.state_dict().items())
+    assert any(not torch.equal(v, seg_before[k]) for k, v in objective.segmenter.state_dict().items())
+
+
+@pytest.mark.slow
+def test_train_seg_writes_weights_and_embeddings_that_build_models_loads(tmp_path, tiny_split):
+    from safetensors.torch import load_file
+
+    from AllStageTraining.training.stage1 import train_mae
+    from AllStageTraining.training.stage2 import train_seg
+
+    cfg = preset("tiny")
+    cfg.optim_mae.steps = 2
+    cfg.optim_seg.steps = 3
+    cfg.seg.text = dataclasses.replace(cfg.seg.text, cache_dir=str(tmp_path / "text-cache"))
+    mae_path = train_mae(cfg, tiny_split, tmp_path / "mae", device="cpu")
+    seg_path = train_seg(cfg, tiny_split, tmp_path / "mae", tmp_path / "seg", device="cpu")
+    assert seg_path == tmp_path / "seg" / "model.safetensors"
+    embeddings = json.loads((tmp_path / "seg" / "embeddings.json").read_text())
+    assert len(embeddings["embeddings"]) == len(SCENARIOS) and embeddings["identity"]["untrained"] is True
+    mae, segmenter = build_models(cfg, torch.tensor(embeddings["embeddings"]))
+    segmenter.load_state_dict(load_file(seg_path))
+    mae.load_state_dict(load_file(mae_path))
+    state = torch.load(tmp_path / "seg" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 3 and not any(k.startswith("frozen_mae") for k in state["model"])
+    assert [p.name for p in (tmp_path / "seg" / "tb").iterdir()]
