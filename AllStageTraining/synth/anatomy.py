@@ -66,7 +66,7 @@ class Anatomy:
 
     ``t1``: the T1 template with white matter at about 1, 0 outside the brain; ``gm``, ``wm``: tissue
     probabilities; ``brain``: brain-mask fraction 0..1; ``eligible`` (bool): where a glioma's centre may lie
-    (hemispheric white matter above the tentorium, at least 14 mm inside the brain).
+    (cerebral white matter outside the posterior fossa, at least 18 mm inside the brain).
     """
 
     spacing: int
@@ -92,15 +92,17 @@ def _template_images() -> dict[str, sitk.Image]:
     brain = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
     gm, wm = raw["gm"] / 255.0, raw["wm"] / 255.0
     t1 = raw["t1"] * brain / float(np.mean(raw["t1"][wm > 0.9]))
-    # glioma centres: white matter, deep inside the brain, above the tentorium (MNI z > 0), off the midline;
-    # found on a 2 mm subsample of the template, which is plenty for a centre and 30x cheaper
+    # glioma centres: cerebral white matter deep inside the brain, off the midline, not in the posterior
+    # fossa (cerebellum, brainstem); found on a 2 mm subsample of the template (plenty for a centre)
     coarse_brain, coarse_wm = brain[::2, ::2, ::2], wm[::2, ::2, ::2]
     depth_mm = ndi.distance_transform_edt(coarse_brain, sampling=2.0)
-    z_index, _, x_index = np.indices(coarse_brain.shape, sparse=True)
+    z_index, y_index, x_index = np.indices(coarse_brain.shape, sparse=True)
     origin, direction = reference.GetOrigin(), reference.GetDirection()
-    x_mni = -(origin[0] + direction[0] * 2 * x_index)  # LPS x -> RAS x
+    x_mni = -(origin[0] + direction[0] * 2 * x_index)  # LPS -> RAS (MNI) millimetres
+    y_mni = -(origin[1] + direction[4] * 2 * y_index)
     z_mni = origin[2] + direction[8] * 2 * z_index
-    eligible = (coarse_wm > 0.5) & (depth_mm > 14) & (z_mni > 0) & (z_mni < 55) & (np.abs(x_mni) > 8)
+    posterior_fossa = ((y_mni < -38) & (z_mni < 2)) | ((np.abs(x_mni) < 20) & (z_mni < -5))
+    eligible = (coarse_wm > 0.5) & (depth_mm > 18) & (np.abs(x_mni) > 8) & (z_mni > -28) & (z_mni < 55) & ~posterior_fossa
     arrays = {"t1": t1, "gm": gm, "wm": wm, "brain": brain.astype(np.float32)}
     images = {}
     for key, array in arrays.items():

@@ -3,7 +3,7 @@
 Signals are relative (each sequence's white matter near 1 on T1). Healthy T1 is the MNI152 T1 template
 itself; the other sequences mix grey matter, white matter and CSF signals by their probabilities (T1ce
 half template, half mixture). Tumour tissues replace the healthy signal; edema keeps 30% of it, so
-anatomy shows faintly through. Each sequence carries something the others lack:
+anatomy shows faintly through, more so far from the core. Each sequence carries something the others lack:
 
 - T1ce: enhancing tumour (bright on T1ce only);
 - T1: haemorrhage (bright on T1 and T1ce: without T1 it mimics enhancement);
@@ -29,8 +29,8 @@ SIGNAL: dict[str, tuple[float, float, float, float]] = {
     "gm": (0.88, 0.76, 0.72, 0.80),
     "csf": (0.12, 0.24, 0.22, 1.55),
     "edema": (1.55, 0.82, 0.80, 1.25),  # edema keeps EDEMA_HEALTHY_SHARE of the healthy signal on top
-    "nonenhancing": (1.30, 0.84, 0.84, 0.80),
-    "necrosis": (np.nan, 0.32, 0.30, 1.45),
+    "nonenhancing": (1.30, 0.84, 0.84, 0.75),
+    "necrosis": (np.nan, 0.38, 0.36, 1.45),
     "enhancing": (1.32, 1.60, 0.82, 1.02),
     "haemorrhage": (0.95, 1.32, 1.30, 0.40),
 }
@@ -39,7 +39,8 @@ TUMOUR_TISSUES: dict[int, str] = {
     EDEMA: "edema", NONENHANCING: "nonenhancing", NECROSIS: "necrosis", ENHANCING: "enhancing",
     HAEMORRHAGE: "haemorrhage",
 }
-EDEMA_HEALTHY_SHARE = 0.3
+EDEMA_HEALTHY_SHARE = 0.3  # share of the healthy signal that edema keeps next to the core
+EDEMA_FADE_MM = 15.0  # further out, edema fades towards the healthy signal (half of the way at infinity)
 BRAIN_THRESHOLD = 0.5  # brain-mask fraction above which a voxel is brain (non-zero in every sequence)
 
 
@@ -70,6 +71,12 @@ def render_sequences(
     tumour = tissue > 0
     tumour_box = ndi.find_objects(tumour.astype(np.uint8))
     brain_index = np.flatnonzero(brain)
+    if tumour_box:
+        box = tumour_box[0]
+        local = tissue[box]
+        # edema fades with distance from the tumour core: full strength next to it, about half 2 cm away
+        distance_mm = ndi.distance_transform_edt((local == 0) | (local == EDEMA)) * spacing
+        edema_weight = (1.0 - EDEMA_HEALTHY_SHARE) * (0.5 + 0.5 * np.exp(-distance_mm / EDEMA_FADE_MM))
     images = {}
     for channel, modality in enumerate(MODALITIES):
         mixture = gm * signals["gm"][channel] + wm * signals["wm"][channel] + csf * signals["csf"][channel]
@@ -81,15 +88,14 @@ def render_sequences(
             healthy = mixture
         image = np.array(healthy, dtype=np.float32)
         if tumour_box:
-            box = tumour_box[0]
-            local = tissue[box]
             heterogeneity = 1.0 + 0.07 * smooth_field(rng, local.shape, max(1.0, 3.0 / spacing))
             target = image[box]
             for code, name in TUMOUR_TISSUES.items():
                 where = local == code
                 value = signals[name][channel] * heterogeneity[where]
                 if code == EDEMA:
-                    value = EDEMA_HEALTHY_SHARE * target[where] + (1.0 - EDEMA_HEALTHY_SHARE) * value
+                    weight = edema_weight[where]
+                    value = (1.0 - weight) * target[where] + weight * value
                 target[where] = value
         image *= np.exp(rng.uniform(0.05, 0.15) * smooth_field(rng, image.shape, 70.0 / spacing))
         image = ndi.gaussian_filter(image, 0.6 if spacing == 1 else 0.45)

@@ -143,9 +143,9 @@ def grow_lesion(
     new = np.zeros(shape, np.uint8)
     depth = ndi.distance_transform_edt(core)
     inner = depth / max(float(depth.max()), 1.0) + 0.12 * smooth_field(rng, shape, max(1.0, 0.5 * core_radius / spacing))
-    deep = depth > max(1.25, 2.5 / spacing)  # necrosis keeps at least one voxel / 2.5 mm of rim
+    deep = depth > max(1.5, 3.5 / spacing)  # necrosis keeps a rim of at least 3 mm (one voxel at 2 mm)
     if plan.high_grade:
-        necrosis = top_n_mask(inner, deep, int(rng.uniform(0.25, 0.55) * core.sum()))
+        necrosis = top_n_mask(inner, deep, int(rng.uniform(0.2, 0.5) * core.sum()))
         rim = core & ~necrosis
         patches = smooth_field(rng, shape, max(1.0, 0.4 * core_radius / spacing))
         nonenhancing = top_n_mask(patches, rim, int(rng.uniform(0.0, 0.3) * rim.sum()))
