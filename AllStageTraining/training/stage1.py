@@ -1,7 +1,8 @@
 """Stage 1: train the multimodal masked autoencoder with distribution approximation (METHOD.md, "Stage 1").
 
 Each step, for a batch of crops with present sequences A:
-- the quantile EMA (population prior) is updated from the real intensities of the present sequences (no grad);
+- the quantile EMA (population prior) is updated from the real intensities of the present sequences (no grad;
+  averaged over ranks under torchrun);
 - two independent visibility draws (views a and b, ``random_visibility``) are reconstructed;
 - loss = mean over views of L_rec (present sequences) + w_pop * mean over views of L_pop (absent sequences)
   + w_cons * L_cons (absent sequences, the less-informed view pulled toward the detached other)
@@ -20,6 +21,7 @@ import math
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..config import MAEConfig, RunConfig
@@ -48,13 +50,33 @@ class MAEObjective(nn.Module):
     def n_views(self) -> int:
         return 2 if self.cfg.w_cons > 0 else 1
 
+    @torch.no_grad()
+    def update_population_prior(self, x: Tensor, brain: Tensor, available: Tensor) -> None:
+        """EMA step of the quantiles from the real intensities of the present sequences.
+
+        Under torch.distributed the ranks' updates are averaged over the ranks that saw each sequence, so
+        every rank keeps the same prior (the EMA step of the global batch, up to averaging quantiles).
+        """
+        ema = self.mae.quantile_ema
+        if not (dist.is_available() and dist.is_initialized()):
+            ema.update(x, brain, available)
+            return
+        old = ema.quantiles.clone()
+        ema.update(x, brain, available)
+        changed = (ema.quantiles != old).any(1, keepdim=True)
+        packed = torch.cat([(ema.quantiles - old) * changed, changed.to(old.dtype)], dim=1)
+        dist.all_reduce(packed)
+        count = packed[:, -1:]
+        ema.quantiles.copy_(old + packed[:, :-1] / count.clamp(min=1))
+        ema.initialized.copy_(ema.initialized | (count[:, 0] > 0))
+
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, Tensor]:
         cfg = self.cfg
         x, brain, box = batch["image"], batch["brain"], batch["box"]
         available = batch["available"].bool()
         shape = tuple(x.shape[2:])
         if cfg.w_pop > 0:
-            self.mae.quantile_ema.update(x, brain, available)  # real data of present sequences only
+            self.update_population_prior(x, brain, available)
 
         visible, recon = [], []
         for _ in range(self.n_views):
