@@ -59,7 +59,7 @@ def generate_case(index: int, spacing: int = 2, seed: int = 0) -> SynthCase:
     tissue = np.zeros(shape, np.uint8)
     csf = np.clip(maps["brain"] - maps["gm"] - maps["wm"], 0.0, 1.0)
     for plan, centre in zip(plans, centres):
-        grow_lesion(rng, plan, centre, maps["brain"], maps["wm"], csf, tissue, spacing)
+        grow_lesion(rng, plan, centre, maps["cerebrum"], maps["wm"], csf, tissue, spacing)
     images, brain = render_sequences(rng, maps, tissue, spacing)
     tissue *= brain
 

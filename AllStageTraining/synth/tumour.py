@@ -112,14 +112,14 @@ def grow_lesion(
     rng: np.random.Generator,
     plan: LesionPlan,
     centre: np.ndarray,
-    brain: np.ndarray,
+    cerebrum: np.ndarray,
     wm: np.ndarray,
     csf: np.ndarray,
     tissue: np.ndarray,
     spacing: int,
 ) -> None:
-    """Grow one lesion around ``centre`` (output voxel coordinates) into ``tissue`` (uint8 codes, in place);
-    voxels already holding tumour core are left alone."""
+    """Grow one lesion around ``centre`` (output voxel coordinates) into ``tissue`` (uint8 codes, in place),
+    only where ``cerebrum`` > 0.5; voxels already holding tumour core are left alone."""
     whole_radius = (3.0 * plan.whole_mm3 / (4.0 * np.pi)) ** (1.0 / 3.0)
     core_radius = plan.core_radius_mm
     half = int(np.ceil((1.8 * whole_radius + 12.0) / spacing))
@@ -132,7 +132,7 @@ def grow_lesion(
     offsets = [o.astype(np.float32) for o in offsets]
 
     local_tissue = tissue[box]
-    free = (brain[box] > 0.5) & ((local_tissue == 0) | (local_tissue == EDEMA))
+    free = (cerebrum[box] > 0.5) & ((local_tissue == 0) | (local_tissue == EDEMA))
     voxel_mm3 = float(spacing**3)
     n_core = int(round(plan.whole_mm3 * plan.core_fraction / voxel_mm3))
     core_field = _shape_field(rng, offsets, core_radius, spacing, shape)
