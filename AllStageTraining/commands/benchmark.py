@@ -1,11 +1,33 @@
-"""``benchmark``: measure inference time and memory against MONAI's SegResNet, and training step rates."""
+"""``benchmark``: measure inference time and memory against MONAI's SegResNet, and training step rates.
+
+See ``AllStageTraining.benchmark`` for exactly what is measured. Writes ``OUT/benchmark.json`` and
+``OUT/benchmark.md`` and prints the table.
+"""
 
 HELP = "measure inference time and memory against MONAI's SegResNet, and training step rates"
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--out", default="benchmark", metavar="DIR", help="output folder (default: ./benchmark)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for every measured process (default 2)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default: cpu")
+    parser.add_argument("--quick", action="store_true",
+                        help="only SegResNet and our two scenarios in float32 (no bf16, no sliding-window variant)")
 
 
 def run(args) -> int:
-    raise SystemExit("benchmark: not implemented yet")
+    import sys
+
+    from ..benchmark import markdown_table, run_benchmark
+
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("ERROR: --device cuda but no CUDA GPU is available; use --device cpu", file=sys.stderr)
+            return 2
+    report = run_benchmark(args.out, threads=args.threads, device=args.device, quick=args.quick,
+                           say=lambda line: print(line, flush=True))
+    print(markdown_table(report))
+    failed = [name for name, r in report["runs"].items() if "error" in r]
+    return 1 if failed else 0

@@ -55,6 +55,7 @@ class Prediction:
     labels: uint8 label map with values {0, 1, 2, 4}. reconstructions: modality -> float32 image, one per
     sequence that was missing (display scale, see the module docstring). scenario: the present set.
     log: human-readable lines (resampling, crop, timings). timings: seconds per stage.
+    padded_shape: the (Z, Y, X) size of the padded brain crop the networks saw.
     """
 
     labels: sitk.Image
@@ -62,6 +63,7 @@ class Prediction:
     scenario: Scenario
     log: list[str]
     timings: dict[str, float] = field(default_factory=dict)
+    padded_shape: tuple[int, int, int] | None = None
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -121,16 +123,23 @@ class Predictor:
         device: "auto", "cpu", "cuda" or a torch.device.
         meta: free-form description of where the networks came from (``bundle.json`` for bundles).
         precision: "float32" (default) or "bfloat16" (autocast; see ``benchmark`` for its speed and Dice).
+        channels_last: run the U-Nets in ``torch.channels_last_3d`` memory format (same results to float32
+            rounding; about 1.6x faster 3D convolutions on CPU here). Default: on CPU only.
     """
 
     def __init__(self, cfg: RunConfig, mae, segmenter, device: str | torch.device = "auto", meta: dict | None = None,
-                 *, precision: str = "float32"):
+                 *, precision: str = "float32", channels_last: bool | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         self.cfg = cfg
         self.device = resolve_device(device)
         self.mae = None if mae is None else mae.to(self.device).eval()
         self.segmenter = segmenter.to(self.device).eval()
+        self.channels_last = self.device.type == "cpu" if channels_last is None else bool(channels_last)
+        if self.channels_last:  # only the U-Nets: their 5-D weights (the learned fill is 4-D)
+            for model in (self.mae, self.segmenter):
+                if model is not None:
+                    model.backbone.to(memory_format=torch.channels_last_3d)
         self.meta = dict(meta or {})
         self.precision = precision
         self.divisor = 2 ** (cfg.net.levels - 1)
@@ -238,7 +247,8 @@ class Predictor:
         x[0, :, : crop_shape[0], : crop_shape[1], : crop_shape[2]] = torch.from_numpy(case.image)
         case.image = None  # the tensor holds the only copy from here on
         log.append(f"scenario {scenario.short} ({scenario.display}); brain crop {'x'.join(map(str, crop_shape))} "
-                   f"voxels, padded to {'x'.join(map(str, padded))}; device {self.device}, {self.precision}")
+                   f"voxels, padded to {'x'.join(map(str, padded))}; device {self.device}, {self.precision}"
+                   f"{', channels-last' if self.channels_last else ''}")
         lap("preprocess")
 
         crop = (0, slice(None), slice(0, crop_shape[0]), slice(0, crop_shape[1]), slice(0, crop_shape[2]))
@@ -281,4 +291,4 @@ class Predictor:
         lap("map back")
         log.append("timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
         report(1.0, "done")
-        return Prediction(label_image, recon_images, scenario, log, timings)
+        return Prediction(label_image, recon_images, scenario, log, timings, padded)
