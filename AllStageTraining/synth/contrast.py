@@ -20,7 +20,7 @@ from scipy import ndimage as ndi
 
 from ..constants import MODALITIES
 from .fields import smooth_field
-from .tumour import EDEMA, ENHANCING, HAEMORRHAGE, NECROSIS, NONENHANCING
+from .tumour import EDEMA, TISSUE_NAMES
 
 #: Mean relative signal per tissue, in MODALITIES order (flair, t1ce, t1, t2). Necrosis on FLAIR is drawn
 #: per case in ``NECROSIS_FLAIR_RANGE`` (fluid suppressed or proteinaceous).
@@ -35,10 +35,6 @@ SIGNAL: dict[str, tuple[float, float, float, float]] = {
     "haemorrhage": (0.95, 1.32, 1.30, 0.40),
 }
 NECROSIS_FLAIR_RANGE = (0.45, 1.2)
-TUMOUR_TISSUES: dict[int, str] = {
-    EDEMA: "edema", NONENHANCING: "nonenhancing", NECROSIS: "necrosis", ENHANCING: "enhancing",
-    HAEMORRHAGE: "haemorrhage",
-}
 EDEMA_HEALTHY_SHARE = 0.3  # share of the healthy signal that edema keeps next to the core
 EDEMA_FADE_MM = 15.0  # further out, edema fades towards the healthy signal (half of the way at infinity)
 BRAIN_THRESHOLD = 0.5  # brain-mask fraction above which a voxel is brain (non-zero in every sequence)
@@ -90,7 +86,7 @@ def render_sequences(
         if tumour_box:
             heterogeneity = 1.0 + 0.07 * smooth_field(rng, local.shape, max(1.0, 3.0 / spacing))
             target = image[box]
-            for code, name in TUMOUR_TISSUES.items():
+            for code, name in TISSUE_NAMES.items():
                 where = local == code
                 value = signals[name][channel] * heterogeneity[where]
                 if code == EDEMA:
