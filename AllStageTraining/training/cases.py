@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ..config import RunConfig
-from ..data.preprocess import PreprocessedCase
 from .distributed import Runtime, barrier
+
+if TYPE_CHECKING:
+    from ..data.preprocess import PreprocessedCase
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

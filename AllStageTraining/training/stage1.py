@@ -3,7 +3,7 @@
 Each step, for a batch of crops with present sequences A:
 - the quantile EMA (population prior) is updated from the real intensities of the present sequences (no grad;
   averaged over ranks under torchrun);
-- two independent visibility draws (views a and b, ``random_visibility``) are reconstructed;
+- two independent visibility draws (views a and b, ``random_visibility``) are reconstructed (in one batch);
 - loss = mean over views of L_rec (present sequences) + w_pop * mean over views of L_pop (absent sequences)
   + w_cons * L_cons (absent sequences, the less-informed view pulled toward the detached other)
   + w_fill_reg * smoothness of the learned fill.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -26,12 +27,14 @@ from torch import Tensor, nn
 
 from ..config import MAEConfig, RunConfig
 from ..constants import MODALITIES
-from ..data.preprocess import PreprocessedCase
 from ..nets.losses import consistency_loss, fill_regularizer, population_loss, reconstruction_loss
 from ..nets.mae import MultimodalMAE, random_visibility
 from .cases import CONFIG_FILE, MODEL_FILE, load_split_cases, save_weights, write_json
 from .distributed import Runtime, barrier, init_runtime
 from .engine import seed_everything, train_loop
+
+if TYPE_CHECKING:
+    from ..data.preprocess import PreprocessedCase
 
 
 class MAEObjective(nn.Module):
@@ -78,11 +81,11 @@ class MAEObjective(nn.Module):
         if cfg.w_pop > 0:
             self.update_population_prior(x, brain, available)
 
-        visible, recon = [], []
-        for _ in range(self.n_views):
-            v = random_visibility(available, shape, cfg.patch_size, cfg.mask_ratio, generator)
-            visible.append(v)
-            recon.append(self.mae(x, v, box))
+        # Both views in one batch of n_views * B (GroupNorm is per sample, so this equals two passes).
+        visible = [random_visibility(available, shape, cfg.patch_size, cfg.mask_ratio, generator) for _ in range(self.n_views)]
+        repeat = (self.n_views,) + (1,) * (x.dim() - 1)
+        joint = self.mae(x.repeat(repeat), torch.cat(visible), box.repeat(self.n_views, 1, 1))
+        recon = list(joint.chunk(self.n_views))
 
         terms: dict[str, Tensor] = {}
         terms["rec"] = sum(

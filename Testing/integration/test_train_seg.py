@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import Counter
 
 import pytest
@@ -14,8 +13,6 @@ from AllStageTraining.constants import FULL_SCENARIO, MODALITIES, SCENARIOS
 from AllStageTraining.nets.build import build_models
 from AllStageTraining.training.engine import TrainStep, step_generator
 from AllStageTraining.training.stage2 import SegObjective, random_subsets, scenario_indices
-
-from training_helpers import tiny_split  # noqa: F401 (fixture)
 
 torch.set_num_threads(1)
 SHAPE = (16, 16, 16)
@@ -154,27 +151,3 @@ def test_the_frozen_mae_is_outside_the_trained_module_and_does_not_change():
         step(_batch(AVAILABLE), step_generator(0, k))
     assert all(torch.equal(v, mae_before[k]) for k, v in objective.frozen_mae.state_dict().items())
     assert any(not torch.equal(v, seg_before[k]) for k, v in objective.segmenter.state_dict().items())
-
-
-@pytest.mark.slow
-def test_train_seg_writes_weights_and_embeddings_that_build_models_loads(tmp_path, tiny_split):
-    from safetensors.torch import load_file
-
-    from AllStageTraining.training.stage1 import train_mae
-    from AllStageTraining.training.stage2 import train_seg
-
-    cfg = preset("tiny")
-    cfg.optim_mae.steps = 2
-    cfg.optim_seg.steps = 3
-    cfg.seg.text = dataclasses.replace(cfg.seg.text, cache_dir=str(tmp_path / "text-cache"))
-    mae_path = train_mae(cfg, tiny_split, tmp_path / "mae", device="cpu")
-    seg_path = train_seg(cfg, tiny_split, tmp_path / "mae", tmp_path / "seg", device="cpu")
-    assert seg_path == tmp_path / "seg" / "model.safetensors"
-    embeddings = json.loads((tmp_path / "seg" / "embeddings.json").read_text())
-    assert len(embeddings["embeddings"]) == len(SCENARIOS) and embeddings["identity"]["untrained"] is True
-    mae, segmenter = build_models(cfg, torch.tensor(embeddings["embeddings"]))
-    segmenter.load_state_dict(load_file(seg_path))
-    mae.load_state_dict(load_file(mae_path))
-    state = torch.load(tmp_path / "seg" / "checkpoint.pt", weights_only=True)
-    assert state["step"] == 3 and not any(k.startswith("frozen_mae") for k in state["model"])
-    assert [p.name for p in (tmp_path / "seg" / "tb").iterdir()]

@@ -182,3 +182,17 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("stage", ["mae", "seg"])
+def test_step_rate_times_real_training_steps(stage):
+    from AllStageTraining.config import preset
+    from AllStageTraining.training.step_rate import stage_step_rate
+
+    cfg = preset("tiny")
+    cfg.data.crop_size = (16, 16, 16)
+    rate = stage_step_rate(stage, cfg, "cpu", steps=1, warmup=1)
+    assert rate["steps_per_s"] > 0 and rate["peak_memory_mb"] > 0
+    assert rate["batch_size"] == 2 and rate["crop_size"] == [16, 16, 16] and rate["device"] == "cpu"
+    with pytest.raises(ValueError, match="stage must be"):
+        stage_step_rate("both", cfg, "cpu")

@@ -1,0 +1,93 @@
+"""The training commands: option handling, and a tiny end-to-end ``train`` that ends in a 15-row table."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from AllStageTraining.commands.training_options import UsageError, add_common_arguments, add_seg_arguments, resolve_config
+from AllStageTraining.constants import SCENARIOS
+from training_helpers import tiny_split  # noqa: F401 (fixture)
+
+
+def _args(*argv: str, stage: str = "both") -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_common_arguments(parser, stage=stage)
+    add_seg_arguments(parser)
+    return parser.parse_args(["--split", "s.json", "--out", "o", *argv])
+
+
+def test_options_resolve_in_order_preset_config_flags_then_set(tmp_path):
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"mae": {"w_pop": 0.5}, "optim_seg": {"lr": 0.01, "steps": 9}}))
+    cfg = resolve_config(_args("--preset", "tiny", "--config", str(partial), "--steps", "7", "--batch-size", "3",
+                               "--method", "m3ae-style", "--no-logit-distill", "--allow-untrained-text-encoder",
+                               "--set", "data.crop_size=[16,16,16]", "--set", "optim_seg.steps=11",
+                               "--set", "seg.text.pretrained=none"), stage="both")
+    assert cfg.preset == "tiny" and cfg.mae.w_pop == 0.5 and cfg.optim_seg.lr == 0.01
+    assert cfg.optim_mae.steps == 7 and cfg.optim_seg.steps == 11 and cfg.optim_mae.batch_size == 3
+    assert cfg.seg.method == "m3ae-style" and cfg.seg.w_logit_distill == 0.0 and cfg.seg.w_feat_distill > 0
+    assert cfg.data.crop_size == (16, 16, 16) and cfg.seg.text.pretrained is None and cfg.seg.text.allow_untrained
+    only_mae = resolve_config(_args("--preset", "tiny", "--steps", "5", stage="mae"), stage="mae")
+    assert only_mae.optim_mae.steps == 5 and only_mae.optim_seg.steps == 4
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--set", "mae.nope=1"], "unknown config field mae.nope"),
+    (["--set", "mae=1"], "group of fields"),
+    (["--set", "w_pop"], "KEY=VALUE"),
+    (["--steps", "0"], "at least 1"),
+])
+def test_bad_options_are_usage_errors(bad, message):
+    with pytest.raises(UsageError, match=message):
+        resolve_config(_args("--preset", "tiny", *bad), stage="both")
+
+
+def _train(split, run, text_cache, *extra):
+    command = [sys.executable, "-m", "AllStageTraining", "train", "--split", str(split), "--out", str(run),
+               "--preset", "tiny", "--device", "cpu", "--threads", "1", "--allow-untrained-text-encoder",
+               "--set", f"data.cache_dir={split.parent / 'cache'}", "--set", f"seg.text.cache_dir={text_cache}",
+               *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def test_train_seg_without_a_trained_mae_says_so_in_one_line(tmp_path, tiny_split):
+    result = subprocess.run([sys.executable, "-m", "AllStageTraining", "train-seg", "--split", str(tiny_split),
+                             "--out", str(tmp_path / "seg"), "--preset", "tiny", "--mae", str(tmp_path / "nothing"),
+                             "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("ERROR: method 'ours' needs a trained MAE")
+
+
+@pytest.mark.slow
+def test_tiny_train_end_to_end_then_continues_without_retraining(tmp_path, tiny_split):
+    run, text_cache = tmp_path / "run", tmp_path / "text-cache"
+    first = _train(tiny_split, run, text_cache)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for path in ("config.json", "mae/model.safetensors", "mae/config.json", "seg/model.safetensors",
+                 "seg/config.json", "seg/embeddings.json", "eval/table.csv", "eval/table.md", "eval/summary.json",
+                 "eval/heatmap.png"):
+        assert (run / path).is_file(), path
+    embeddings = json.loads((run / "seg" / "embeddings.json").read_text())
+    assert len(embeddings["embeddings"]) == len(SCENARIOS) and embeddings["identity"]["untrained"] is True
+    with open(run / "eval" / "table.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    scenarios = {row.get("scenario") for row in rows}
+    assert scenarios == {s.short for s in SCENARIOS}
+    dice_section = (run / "eval" / "table.md").read_text().split("**Dice")[1].split("**HD95")[0]
+    table_rows = [line for line in dice_section.splitlines() if line.startswith("| ") and "Scenario" not in line]
+    assert [row.split("|")[1].strip() for row in table_rows][:15] == [s.short for s in SCENARIOS]
+    assert "mean Dice" in first.stdout
+
+    again = _train(tiny_split, run, text_cache)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "stage 1 already finished" in again.stdout and "stage 2 already finished" in again.stdout
+    assert "[mae] step" not in again.stdout and "[seg] step" not in again.stdout
+
+    changed = _train(tiny_split, run, text_cache, "--set", "seg.w_feat_distill=0")
+    assert changed.returncode == 2 and "different configuration" in changed.stderr
