@@ -48,7 +48,7 @@ def set_rng_states(states: dict[str, Any]) -> None:
     version, state, gauss = states["python"]
     random.setstate((version, tuple(state), gauss))
     n = states["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    np.random.set_state((n["name"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     torch.set_rng_state(states["torch"].cpu())
     cuda = states.get("cuda")
     if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
