@@ -73,6 +73,12 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _gpu_peak_mb(device: str) -> float | None:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
+
+
 # ------------------------------------------------------------------------------------------------ inputs
 def make_case(out_dir: Path, seed: int = 0) -> tuple[dict[str, Path], str]:
     """One 240x240x155 case as NIfTI files: ({modality: path}, how it was made)."""
@@ -178,7 +184,8 @@ def child_ours(spec: dict) -> dict:
     if not spec["window"]:
         flops = count_flops_ours(predictor.cfg, shape, bool(prediction.scenario.missing))
     del prediction, predictor
-    return {"load_s": load_s, "io_s": io_s, "model_s": model_s, "peak_rss_mb": peak_rss_mb(), "flops": flops,
+    return {"load_s": load_s, "io_s": io_s, "model_s": model_s, "peak_rss_mb": peak_rss_mb(),
+            "gpu_peak_mb": _gpu_peak_mb(spec["device"]), "flops": flops,
             "labels": str(out / "seg.nii.gz"), "padded_shape": list(shape)}
 
 
@@ -220,7 +227,8 @@ def child_segresnet(spec: dict) -> dict:
     image.CopyInformation(images[0])
     write_image_atomically(image, Path(spec["out"]) / "seg.nii.gz")
     io_s = time.perf_counter() - start
-    return {"io_s": io_s, "model_s": model_s, "peak_rss_mb": peak_rss_mb(), "flops": count_flops_segresnet(SEGRESNET_ROI)}
+    return {"io_s": io_s, "model_s": model_s, "peak_rss_mb": peak_rss_mb(), "gpu_peak_mb": _gpu_peak_mb(spec["device"]),
+            "flops": count_flops_segresnet(SEGRESNET_ROI)}
 
 
 def _run_child(kind: str, spec: dict, timeout: float) -> dict:

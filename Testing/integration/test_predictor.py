@@ -114,3 +114,23 @@ def test_bad_inputs_raise_input_error(predictor, head, tmp_path):
     (tmp_path / "junk.nii.gz").write_bytes(b"not an image")
     with pytest.raises(InputError, match="cannot read FLAIR"):
         predictor.predict({"flair": tmp_path / "junk.nii.gz"})
+
+
+def test_benchmark_child_times_counts_and_writes(tiny_bundle, make_case, tmp_path):
+    from AllStageTraining.benchmark import child_ours, count_flops_ours, label_agreement, markdown_table
+
+    case = make_case(seed=5)
+    spec = {"bundle": str(tiny_bundle), "device": "cpu", "threads": None, "precision": "float32", "window": None,
+            "overlap": 0.0, "out": str(tmp_path), "images": {m: str(p) if m != "t2" else None for m, p in case.items()}}
+    result = child_ours(spec)
+    assert result["io_s"] >= result["model_s"] > 0 and result["peak_rss_mb"] > 50
+    assert (tmp_path / "seg.nii.gz").is_file() and (tmp_path / "recon_t2.nii.gz").is_file()
+    assert label_agreement(result["labels"], result["labels"]) == {"WT": 1.0, "TC": 1.0, "ET": 1.0}
+    # Fully convolutional: FLOPs grow with the voxel count; the MAE pass adds to the segmenter's.
+    cfg = Predictor.from_bundle(tiny_bundle, "cpu").cfg
+    small, large = count_flops_ours(cfg, (16, 16, 16), False), count_flops_ours(cfg, (32, 32, 32), False)
+    assert 7.5 * small < large < 8.5 * small
+    assert count_flops_ours(cfg, (16, 16, 16), True) > 1.5 * small
+    report = {"device": "cpu", "device_name": "x", "threads": 1, "case": "tiny", "load_average_at_start": None,
+              "runs": {"ours": {**result, "ratio_to_segresnet": 0.5}}, "step_rates": {}}
+    assert "| ours |" in markdown_table(report)
