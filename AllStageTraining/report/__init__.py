@@ -1,0 +1,1 @@
+"""The demo report: figures (``figures``) and the Markdown/HTML writer (``writer``)."""
