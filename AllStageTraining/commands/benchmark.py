@@ -11,6 +11,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="benchmark", metavar="DIR", help="output folder (default: ./benchmark)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for every measured process (default 2)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default: cpu")
+    parser.add_argument("--bundle", default=None, metavar="PATH",
+                        help="benchmark this trained bundle instead of the paper architecture with random weights")
     parser.add_argument("--quick", action="store_true",
                         help="only SegResNet and our two scenarios in float32 (no bf16, no sliding-window variant)")
 
@@ -27,7 +29,7 @@ def run(args) -> int:
             print("ERROR: --device cuda but no CUDA GPU is available; use --device cpu", file=sys.stderr)
             return 2
     report = run_benchmark(args.out, threads=args.threads, device=args.device, quick=args.quick,
-                           say=lambda line: print(line, flush=True))
+                           bundle=args.bundle, say=lambda line: print(line, flush=True))
     print(markdown_table(report))
     failed = [name for name, r in report["runs"].items() if "error" in r]
     return 1 if failed else 0

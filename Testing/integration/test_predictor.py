@@ -125,7 +125,8 @@ def test_benchmark_child_times_counts_and_writes(tiny_bundle, make_case, tmp_pat
     result = child_ours(spec)
     assert result["io_s"] >= result["model_s"] > 0 and result["peak_rss_mb"] > 50
     assert (tmp_path / "seg.nii.gz").is_file() and (tmp_path / "recon_t2.nii.gz").is_file()
-    assert label_agreement(result["labels"], result["labels"]) == {"WT": 1.0, "TC": 1.0, "ET": 1.0}
+    agreement = label_agreement(result["labels"], result["labels"])
+    assert (agreement["WT"], agreement["TC"], agreement["ET"]) == (1.0, 1.0, 1.0) and set(agreement["voxels"]) == {"WT", "TC", "ET"}
     # Fully convolutional: FLOPs grow with the voxel count; the MAE pass adds to the segmenter's.
     cfg = Predictor.from_bundle(tiny_bundle, "cpu").cfg
     small, large = count_flops_ours(cfg, (16, 16, 16), False), count_flops_ours(cfg, (32, 32, 32), False)
