@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from .training_options import add_common_arguments, prepare_process, report_error, resolve_config, user_errors
 
 HELP = "stage 1: train the multimodal masked autoencoder on a prepared split"
@@ -24,5 +26,6 @@ def run(args) -> int:
             shutdown_runtime()
     except user_errors() as error:
         return report_error(error)
-    print(f"MAE weights: {path}", flush=True)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"MAE weights: {path}", flush=True)
     return 0

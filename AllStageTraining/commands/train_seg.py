@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 from .training_options import (
@@ -38,5 +40,6 @@ def run(args) -> int:
             shutdown_runtime()
     except user_errors() as error:
         return report_error(error)
-    print(f"segmenter weights: {path}", flush=True)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"segmenter weights: {path}", flush=True)
     return 0

@@ -314,7 +314,9 @@ def train_loop(
         model = DistributedDataParallel(
             objective,
             device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=True,  # e.g. the backbone's deep-supervision heads are idle in stage 1
+            # every parameter of both stages' objectives takes part in every step; an objective that leaves
+            # some idle declares ``find_unused_parameters = True``
+            find_unused_parameters=bool(getattr(objective, "find_unused_parameters", False)),
         )
     step_runner = TrainStep(model, objective, optim, device)
     # what must not change between a run and its resume (logging/validation/checkpoint cadence may)
