@@ -38,6 +38,7 @@ import torch
 
 from ..config import RunConfig
 from ..constants import MODALITIES, MODALITY_DISPLAY, Scenario, scenario_from_mask
+from ..nets.unet import use_channels_last
 from .errors import InputError
 
 #: progress(fraction in [0, 1], stage words)
@@ -136,10 +137,10 @@ class Predictor:
         self.mae = None if mae is None else mae.to(self.device).eval()
         self.segmenter = segmenter.to(self.device).eval()
         self.channels_last = self.device.type == "cpu" if channels_last is None else bool(channels_last)
-        if self.channels_last:  # only the U-Nets: their 5-D weights (the learned fill is 4-D)
+        if self.channels_last:
             for model in (self.mae, self.segmenter):
                 if model is not None:
-                    model.backbone.to(memory_format=torch.channels_last_3d)
+                    use_channels_last(model)
         self.meta = dict(meta or {})
         self.precision = precision
         self.divisor = 2 ** (cfg.net.levels - 1)

@@ -29,7 +29,7 @@ from ..nets.mae import MultimodalMAE
 from ..nets.segmenter import PersonalizedSegmenter
 from .cases import CONFIG_FILE, MODEL_FILE, load_split_cases, load_weights, save_weights, with_grad_disabled, write_json
 from .distributed import barrier, init_runtime
-from .engine import seed_everything, train_loop
+from .engine import place_on_device, seed_everything, train_loop
 from .stage1 import resume_identity
 
 EMBEDDINGS_FILE = "embeddings.json"
@@ -247,7 +247,7 @@ def train_seg(
     if mae is not None:
         load_weights(mae, mae_path)
         segmenter.init_from_mae(mae)
-        mae.to(runtime.device)
+        place_on_device(mae, runtime.device)
     objective = SegObjective(segmenter, mae, cfg.seg)
     dataset = TrainingCrops(train_cases, cfg.data, seed=cfg.seed, length=optim.steps * optim.batch_size * runtime.world_size)
     identity_for_resume = resume_identity(cfg, "seg")

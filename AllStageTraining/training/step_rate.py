@@ -16,7 +16,7 @@ import torch
 from ..config import RunConfig
 from ..constants import NUM_MODALITIES, REGIONS, SCENARIOS
 from .distributed import resolve_device
-from .engine import TrainStep, step_generator
+from .engine import TrainStep, place_on_device, step_generator
 
 
 def random_batch(cfg: RunConfig, batch_size: int, device: torch.device, seed: int = 0) -> dict:
@@ -46,7 +46,7 @@ def _objective(stage: str, cfg: RunConfig, device: torch.device):
         embeddings = torch.nn.functional.normalize(torch.randn(len(SCENARIOS), 512), dim=-1)  # CLIP ViT-B-32 size
         mae, segmenter = build_models(cfg, embeddings)
         if mae is not None:
-            mae.to(device)
+            place_on_device(mae, device)
         return SegObjective(segmenter, mae, cfg.seg), cfg.optim_seg
     raise ValueError(f"stage must be 'mae' or 'seg', not {stage!r}")
 
@@ -62,7 +62,7 @@ def stage_step_rate(stage: str, cfg: RunConfig, device="auto", steps: int = 5, w
         torch.backends.cudnn.benchmark = True  # as in training
     torch.manual_seed(cfg.seed)
     objective, optim = _objective(stage, cfg, device)
-    objective.to(device).train()
+    place_on_device(objective, device).train()
     runner = TrainStep(objective, objective, optim, device)
     batch = random_batch(cfg, optim.batch_size, device)
 
