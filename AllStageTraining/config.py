@@ -140,7 +140,6 @@ def preset(name: str) -> RunConfig:
         cfg = RunConfig(preset="paper")
         cfg.optim_mae = OptimConfig(steps=60000, val_every=2000, ckpt_every=1000)
         cfg.optim_seg = OptimConfig(steps=30000, val_every=2000, ckpt_every=1000)
-        cfg.inference = InferenceConfig(window=(128, 128, 128), overlap=0.5)
         return cfg
     if name == "cpu":
         cfg = RunConfig(preset="cpu")

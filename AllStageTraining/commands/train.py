@@ -66,7 +66,7 @@ def run(args) -> int:
 
 
 def _train(args, cfg) -> int:
-    from ..data.splits import load_split
+    from ..data.splits import load_split, save_split
     from ..training.cases import MODEL_FILE
     from ..training.distributed import init_runtime, shutdown_runtime
     from ..training.stage1 import train_mae
@@ -83,6 +83,7 @@ def _train(args, cfg) -> int:
             _check_run_folder(run_dir, cfg)
             run_dir.mkdir(parents=True, exist_ok=True)
             cfg.save(run_dir / "config.json")
+            save_split(split, run_dir / "split.json")  # provenance for `export`
         mae_dir = None
         if cfg.seg.method != "zero-fill":
             mae_dir = run_dir / "mae"
