@@ -49,6 +49,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--allow-untrained-text-encoder", action="store_true",
                         help="embed the scenario prompts with an untrained open_clip text encoder (offline "
                              "use; recorded in every run and bundle)")
+    parser.add_argument("--scenarios", default="all",
+                        help="scenarios to evaluate, comma-separated short names such as FC12,F1 (default: all 15)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (evaluation)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
 
@@ -136,8 +138,9 @@ def stage_train_seg(cfg, split_path, run_dir, *, log=print) -> str:
     return "trained"
 
 
-def stage_evaluate(run_dir, split: dict, *, method: str, device: str = "auto", log=print):
-    """The 15-scenario evaluation of the test split into ``run_dir/eval`` (resumes predictions)."""
+def stage_evaluate(run_dir, split: dict, *, method: str, device: str = "auto", scenarios=None, log=print):
+    """The 15-scenario evaluation of the test split into ``run_dir/eval`` (resumes predictions); ``scenarios``
+    restricts it to some of them (default: all)."""
     from pathlib import Path
 
     from AllStageTraining.evaluation.scenario_eval import evaluate_test_split
@@ -147,8 +150,10 @@ def stage_evaluate(run_dir, split: dict, *, method: str, device: str = "auto", l
     eval_dir = Path(run_dir) / "eval"
     if finished(eval_dir / "summary.json"):
         return "skipped", ScenarioTable.from_csv(eval_dir / "table.csv", method)
+    from AllStageTraining.constants import SCENARIOS
+
     predictor = Predictor.from_run(run_dir, device=device)
-    return "done", evaluate_test_split(predictor, split, eval_dir, method=method)
+    return "done", evaluate_test_split(predictor, split, eval_dir, method=method, scenarios=scenarios or SCENARIOS)
 
 
 def find_mae_source(root, key: str, exclude) -> object | None:
@@ -168,7 +173,7 @@ def find_mae_source(root, key: str, exclude) -> object | None:
     return None
 
 
-def run_cell(cfg, method: str, split_path, run_dir, *, search_root=None, device="auto", log=print):
+def run_cell(cfg, method: str, split_path, run_dir, *, search_root=None, device="auto", scenarios=None, log=print):
     """Train and evaluate one method into ``run_dir``; returns ``(status, ScenarioTable)``."""
     import json
     import time
@@ -191,7 +196,8 @@ def run_cell(cfg, method: str, split_path, run_dir, *, search_root=None, device=
             source = find_mae_source(search_root, mae_identity(cfg, split_path), run_dir)
         log(f"  [{method}] stage 1 (MAE): {stage_train_mae(cfg, split_path, run_dir, mae_from=source, log=log)}")
     log(f"  [{method}] stage 2 (segmenter): {stage_train_seg(cfg, split_path, run_dir, log=log)}")
-    status, table = stage_evaluate(run_dir, load_split(split_path), method=method, device=device, log=log)
+    status, table = stage_evaluate(run_dir, load_split(split_path), method=method, device=device,
+                                   scenarios=scenarios, log=log)
     log(f"  [{method}] evaluation: {status} ({time.perf_counter() - start:.0f} s for the cell)")
     return "done", table
 
@@ -239,7 +245,7 @@ def write_comparison(out_dir, results: dict, methods: list[str], ratios: list[fl
                                     table.value(case_id, scenario, r, "hd95", variant)) for r in REGIONS},
                                variant)
 
-    lines = ["# Missing-ratio experiment: mean Dice (%) over the 15 scenarios", "",
+    lines = ["# Missing-ratio experiment: mean Dice (%) over the evaluated scenarios", "",
              f"Methods: {', '.join(methods)}; training missing ratios: {', '.join(map(_format_ratio, ratios))}; "
              f"seeds: {', '.join(map(str, seeds))} (pooled: every test case of every seed counts once).", ""]
     for ratio in ratios:
@@ -263,7 +269,7 @@ def write_comparison(out_dir, results: dict, methods: list[str], ratios: list[fl
     (out_dir / "comparison.md").write_text("\n".join(lines))
     if pooled:
         method_comparison({m: pooled[m] for m in methods if m in pooled}, out_dir / "comparison.png",
-                          title="Mean Dice over the 15 scenarios, per training missing ratio")
+                          title="Mean Dice over the evaluated scenarios, per training missing ratio")
     return rows
 
 
@@ -317,6 +323,13 @@ def run(args) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise SystemExit(f"experiment: unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    from AllStageTraining.constants import SCENARIOS, scenario_by_short
+
+    try:
+        scenarios = SCENARIOS if args.scenarios == "all" else tuple(
+            scenario_by_short(s.strip()) for s in args.scenarios.split(",") if s.strip())
+    except ValueError as error:
+        raise SystemExit(f"experiment: --scenarios: {error}")
     ratios = _parse_list(args.ratios, float, "ratios")
     seeds = _parse_list(args.seeds, int, "seeds")
     if args.threads:
@@ -332,7 +345,8 @@ def run(args) -> int:
     base = base_config(args)
     (out / "experiment.json").write_text(json.dumps({
         "data": str(Path(args.data).resolve()), "methods": methods, "ratios": ratios, "seeds": seeds,
-        "val_fraction": args.val_fraction, "test_fraction": args.test_fraction, "base_config": base.to_dict(),
+        "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
+        "scenarios": [s.short for s in scenarios], "base_config": base.to_dict(),
     }, indent=2) + "\n")
     cases = find_cases(args.data)
 
@@ -357,7 +371,8 @@ def run(args) -> int:
                 cfg.seed = seed
                 print(f"[{k}/{n_cells}] cell {tag}/{method}", flush=True)
                 status, table = run_cell(cfg, method, split_path, out / tag / method, search_root=out,
-                                         device=args.device, log=lambda s: print(s, flush=True))
+                                         device=args.device, scenarios=scenarios,
+                                         log=lambda s: print(s, flush=True))
                 if status == "skipped":
                     print(f"  skipped: finished earlier ({tag}/{method}/eval/summary.json exists)", flush=True)
                 means = table.overall_means("dice")

@@ -266,7 +266,7 @@ def training_curves(panels: Sequence[tuple[str, Mapping[str, tuple[np.ndarray, n
         if np.all(values > 0) and values.max() / values.min() > 30:  # several decades: log scale
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="best", framealpha=0.7)
     fig.suptitle(title or "Training losses", fontsize=10)
     fig.tight_layout()
     fig.savefig(png)

@@ -40,14 +40,12 @@ def tiny_predictor():
 
 
 @pytest.fixture(scope="module")
-def one_test_case_split(tmp_path_factory):
+def one_test_case_split(synthetic_root):
     from AllStageTraining.data.discovery import find_cases
     from AllStageTraining.data.splits import make_split
-    from AllStageTraining.synth.generator import synthesize
 
-    root = tmp_path_factory.mktemp("cases")
-    synthesize(root, 2, spacing=2, seed=3)
-    return make_split(find_cases(root), seed=0, val_fraction=0.0, test_fraction=0.5)
+    cases = find_cases(synthetic_root)
+    return make_split(cases, seed=0, val_fraction=0.0, test_fraction=1.0 / len(cases))
 
 
 @pytest.mark.slow
