@@ -9,7 +9,6 @@ the input reference image.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import MODALITIES, SCENARIOS, scenario_from_modalities
+from ..fileio import atomic_write_json
 from .discovery import CaseFiles, find_cases
 
 SPLIT_VERSION = 1
@@ -151,11 +152,7 @@ def _common_root(cases: list[CaseFiles]) -> Path:
 
 def save_split(split: dict, path: str | Path) -> None:
     """Write the split as JSON (atomically: temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(split, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, split)
 
 
 def load_split(path: str | Path) -> dict:

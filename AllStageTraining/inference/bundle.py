@@ -39,6 +39,7 @@ import torch
 
 from .. import __version__
 from ..config import RunConfig
+from ..fileio import sha256_file
 from ..constants import (
     ET_POSTPROCESS_MIN_MM3,
     LABEL_ED,
@@ -79,14 +80,6 @@ StateDicts = dict[str, dict[str, torch.Tensor] | None]
 # ----------------------------------------------------------------------------------------------- helpers
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _canonical_json(data: dict) -> bytes:

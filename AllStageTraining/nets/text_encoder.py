@@ -20,6 +20,7 @@ from torch import Tensor
 
 from ..config import TextConfig
 from ..constants import SCENARIOS
+from ..fileio import atomic_write_text, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +38,6 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "allstageseg" / "text"
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _weights_identity(text: TextConfig) -> dict:
     """What the embeddings depend on besides the model name and prompts."""
     if not text.pretrained:
@@ -57,7 +50,7 @@ def _weights_identity(text: TextConfig) -> dict:
         return {"pretrained": None, "untrained": True, "seed": UNTRAINED_SEED}
     path = Path(text.pretrained).expanduser()
     if path.is_file():
-        return {"pretrained": str(path), "untrained": False, "checkpoint_sha256": _sha256_file(path)}
+        return {"pretrained": str(path), "untrained": False, "checkpoint_sha256": sha256_file(path)}
     return {"pretrained": text.pretrained, "untrained": False}
 
 
@@ -145,8 +138,5 @@ def scenario_embeddings(text: TextConfig) -> tuple[Tensor, dict]:
         except (ValueError, KeyError) as err:
             log.warning("ignoring unreadable text-embedding cache %s (%s)", cache_file, err)
     embeddings = _encode(text, weights, prompts)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"identity": identity, "embeddings": embeddings.tolist()}))
-    os.replace(tmp, cache_file)
+    atomic_write_text(cache_file, json.dumps({"identity": identity, "embeddings": embeddings.tolist()}))
     return embeddings, identity

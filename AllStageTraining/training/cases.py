@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 from torch import nn
 
 from ..config import RunConfig
@@ -67,15 +65,6 @@ def load_weights(module: nn.Module, path: str | Path) -> nn.Module:
     except RuntimeError as error:
         raise RuntimeError(f"{path} does not fit the configured network (width/levels/method?): {error}") from None
     return module
-
-
-def write_json(path: str | Path, data) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-    return path
 
 
 def with_grad_disabled(module: nn.Module) -> nn.Module:

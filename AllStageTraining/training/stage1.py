@@ -29,7 +29,8 @@ from ..config import MAEConfig, RunConfig
 from ..constants import MODALITIES
 from ..nets.losses import consistency_loss, fill_regularizer, population_loss, reconstruction_loss
 from ..nets.mae import MultimodalMAE, random_visibility
-from .cases import CONFIG_FILE, MODEL_FILE, load_split_cases, save_weights, write_json
+from ..fileio import atomic_write_json
+from .cases import CONFIG_FILE, MODEL_FILE, load_split_cases, save_weights
 from .distributed import Runtime, barrier, init_runtime
 from .engine import seed_everything, train_loop
 
@@ -177,7 +178,7 @@ class MAEValidator:
     def __call__(self, objective: MAEObjective, step: int, writer) -> dict[str, float]:
         result, preview = self.evaluate(objective.mae)
         result = {"step": step, **result}
-        write_json(self.out_dir / f"step_{step:06d}.json", result)
+        atomic_write_json(self.out_dir / f"step_{step:06d}.json", result)
         summary = {}
         for name, scores in result["sequences"].items():
             for key in ("psnr", "ssim", "fill_psnr", "fill_ssim"):

@@ -27,7 +27,8 @@ from ..constants import FULL_SCENARIO, NUM_MODALITIES, SCENARIOS
 from ..nets.losses import feature_distillation, logit_distillation, segmentation_loss
 from ..nets.mae import MultimodalMAE
 from ..nets.segmenter import PersonalizedSegmenter
-from .cases import CONFIG_FILE, MODEL_FILE, load_split_cases, load_weights, save_weights, with_grad_disabled, write_json
+from ..fileio import atomic_write_json
+from .cases import CONFIG_FILE, MODEL_FILE, load_split_cases, load_weights, save_weights, with_grad_disabled
 from .distributed import barrier, init_runtime
 from .engine import place_on_device, seed_everything, train_loop
 from .stage1 import resume_identity
@@ -259,6 +260,6 @@ def train_seg(
     if runtime.is_main:
         save_weights(segmenter, path, metadata={"stage": "seg", "method": method, "steps": result.step})
         if embeddings is not None:
-            write_json(out_dir / EMBEDDINGS_FILE, {"embeddings": embeddings.tolist(), "identity": identity})
+            atomic_write_json(out_dir / EMBEDDINGS_FILE, {"embeddings": embeddings.tolist(), "identity": identity})
     barrier(runtime)
     return path

@@ -4,7 +4,6 @@ more steps, ends with the weights of an uninterrupted 2k-step run."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

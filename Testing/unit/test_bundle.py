@@ -15,6 +15,7 @@ import torch
 
 from AllStageTraining.config import RunConfig, preset
 from AllStageTraining.constants import SCENARIOS
+from AllStageTraining.fileio import sha256_file
 from AllStageTraining.inference import bundle as bundle_mod
 from AllStageTraining.inference.errors import (
     BundleChecksumError,
@@ -95,7 +96,7 @@ def test_bundle_json_describes_the_model(parts, folder_bundle):
     assert meta["labels"]["values"] == {"background": 0, "NCR": 1, "ED": 2, "ET": 4}
     assert RunConfig.from_dict(meta["config"]) == cfg and meta["provenance"]["data_root"] == "/nowhere"
     assert meta["note"] == "tests only" and "not for clinical use" in meta["intended_use"]
-    assert meta["checksums"]["model.safetensors"] == bundle_mod.sha256_file(folder_bundle / "model.safetensors")
+    assert meta["checksums"]["model.safetensors"] == sha256_file(folder_bundle / "model.safetensors")
     from safetensors import safe_open
 
     with safe_open(str(folder_bundle / "model.safetensors"), "pt") as handle:
