@@ -192,17 +192,7 @@ class PredictProcess:
 
     def wait(self, timeout: float | None = None, interval: float = 0.05, on_update=None) -> ProgressUpdate:
         """Poll until the process ends (or ``timeout`` seconds pass, then cancel and raise TimeoutError)."""
-        start = time.monotonic()
-        while True:
-            update = self.poll()
-            if on_update is not None:
-                on_update(update)
-            if update.state != RUNNING:
-                return update
-            if timeout is not None and time.monotonic() - start > timeout:
-                self.cancel()
-                raise TimeoutError(f"predict did not finish within {timeout} s")
-            time.sleep(interval)
+        return wait_until_finished(self, "predict", timeout, interval, on_update)
 
     def cancel(self, grace: float = 3.0) -> None:
         """End the process and all its children: a polite signal first, then a kill after ``grace`` seconds."""
@@ -210,6 +200,23 @@ class PredictProcess:
             return
         self._cancelled = True
         end_process_tree(self.process, grace)
+
+
+def wait_until_finished(run, what: str, timeout: float | None, interval: float, on_update) -> ProgressUpdate:
+    """Call ``run.poll()`` every ``interval`` s until its state is not RUNNING; past ``timeout`` s cancel
+    (and poll once more, so the run can clean up) and raise TimeoutError. ``on_update`` sees each update."""
+    start = time.monotonic()
+    while True:
+        update = run.poll()
+        if on_update is not None:
+            on_update(update)
+        if update.state != RUNNING:
+            return update
+        if timeout is not None and time.monotonic() - start > timeout:
+            run.cancel()
+            run.poll()
+            raise TimeoutError(f"{what} did not finish within {timeout} s")
+        time.sleep(interval)
 
 
 def end_process_tree(process: subprocess.Popen, grace: float = 3.0) -> None:

@@ -18,7 +18,7 @@ from AllStageTraining.constants import MODALITIES
 
 from . import mrml_io
 from .predict_process import (CANCELLED, FAILED, RUNNING, SUCCEEDED, PredictOptions, PredictProcess,
-                              ProgressUpdate, child_environment, predict_command)
+                              ProgressUpdate, child_environment, predict_command, wait_until_finished)
 from .readiness import segment_blocker
 from .resources import training_package_parent
 
@@ -142,18 +142,7 @@ class SegmentationRun:
 
     def wait(self, timeout: float | None = None, interval: float = 0.05, on_update=None) -> ProgressUpdate:
         """Poll until the run ends; raises TimeoutError (after cancelling) when ``timeout`` seconds pass."""
-        begin = time.monotonic()
-        while True:
-            update = self.poll()
-            if on_update is not None:
-                on_update(update)
-            if update.state != RUNNING:
-                return update
-            if timeout is not None and time.monotonic() - begin > timeout:
-                self.cancel()
-                self.poll()
-                raise TimeoutError(f"segmentation did not finish within {timeout} s")
-            time.sleep(interval)
+        return wait_until_finished(self, "segmentation", timeout, interval, on_update)
 
     @property
     def log(self) -> list[str]:
