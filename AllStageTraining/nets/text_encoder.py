@@ -34,6 +34,10 @@ class TextEncoderError(RuntimeError):
     """The text encoder cannot be set up as configured; the message says what to pass instead."""
 
 
+class PretrainedUnavailable(TextEncoderError):
+    """A pretrained tag's weights could not be had (no internet, hub unreachable)."""
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "allstageseg" / "text"
 
@@ -96,7 +100,7 @@ def _build_model(text: TextConfig, weights: dict):
     try:
         return open_clip.create_model(text.model_name, pretrained=text.pretrained)
     except Exception as err:  # download failures come in many types (network, hub, file system)
-        raise TextEncoderError(
+        raise PretrainedUnavailable(
             f"could not load open_clip weights {text.model_name}/{text.pretrained} ({err}); without internet, pass a "
             "local checkpoint file as the pretrained value, or --allow-untrained-text-encoder"
         ) from err
@@ -114,9 +118,22 @@ def _encode(text: TextConfig, weights: dict, prompts: list[str]) -> Tensor:
 def scenario_embeddings(text: TextConfig) -> tuple[Tensor, dict]:
     """(15, E) float32 L2-normalized prompt embeddings in SCENARIOS order, and the encoder's identity record
     ``{"model_name", "pretrained", "untrained", "prompts", ...}``. Raises TextEncoderError when untrained
-    weights would be needed but ``allow_untrained`` is False."""
-    prompts = [s.prompt for s in SCENARIOS]
+    weights would be needed but ``allow_untrained`` is False. With ``allow_untrained``, pretrained weights that
+    cannot be had (no internet, say) fall back to untrained ones, and the identity records which were wanted."""
     weights = _weights_identity(text)
+    try:
+        return _cached_embeddings(text, weights)
+    except PretrainedUnavailable as err:
+        if not text.allow_untrained:
+            raise
+        log.warning("%s; falling back to untrained weights, as --allow-untrained-text-encoder allows", err)
+        fallback = {"pretrained": None, "untrained": True, "seed": UNTRAINED_SEED, "unavailable_pretrained": text.pretrained}
+        return _cached_embeddings(text, fallback)
+
+
+def _cached_embeddings(text: TextConfig, weights: dict) -> tuple[Tensor, dict]:
+    """The embeddings for ``weights`` (see ``_weights_identity``), from the on-disk cache when present."""
+    prompts = [s.prompt for s in SCENARIOS]
     identity = {"model_name": text.model_name, **weights, "prompts": prompts}
     if weights["untrained"]:
         log.warning(
@@ -127,6 +144,7 @@ def scenario_embeddings(text: TextConfig) -> tuple[Tensor, dict]:
         )
     # A local checkpoint is keyed by its content, not its path.
     keyed = {k: v for k, v in identity.items() if not (k == "pretrained" and "checkpoint_sha256" in weights)}
+    keyed.pop("unavailable_pretrained", None)
     key_source = json.dumps(keyed, sort_keys=True)
     key = hashlib.sha256(key_source.encode()).hexdigest()[:32]
     cache_dir = Path(text.cache_dir).expanduser() if text.cache_dir else default_cache_dir()

@@ -2,6 +2,9 @@
 
 import json
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -73,3 +76,29 @@ def test_local_checkpoint_is_loaded_and_keyed_by_content(tmp_path):
     cached, moved_identity = scenario_embeddings(TextConfig(SMALL_MODEL, str(moved), cache_dir=str(tmp_path / "cache")))
     assert text_encoder.BUILD_COUNT == builds and torch.equal(cached, embeddings)
     assert moved_identity["pretrained"] == str(moved)
+
+
+def test_unavailable_pretrained_weights_fall_back_to_untrained_only_when_allowed(tmp_path):
+    """Offline (HF_HUB_OFFLINE=1, in a real subprocess so the hub library reads it), the default tag cannot be
+    fetched: refused without --allow-untrained-text-encoder, untrained and recorded as such with it."""
+    script = (
+        "import json, sys\n"
+        "from AllStageTraining.config import TextConfig\n"
+        "from AllStageTraining.nets.text_encoder import TextEncoderError, scenario_embeddings\n"
+        "allow = sys.argv[1] == 'allow'\n"
+        "try:\n"
+        f"    e, ident = scenario_embeddings(TextConfig('ViT-B-32', 'openai', allow, {str(tmp_path)!r}))\n"
+        "except TextEncoderError as err:\n"
+        "    print(json.dumps({'error': str(err)}))\n"
+        "else:\n"
+        "    print(json.dumps({'shape': list(e.shape), 'untrained': ident['untrained'],\n"
+        "                      'wanted': ident.get('unavailable_pretrained')}))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    results = {}
+    for mode in ("refuse", "allow"):
+        run = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, env=env, timeout=300)
+        assert run.returncode == 0, run.stderr
+        results[mode] = json.loads(run.stdout.strip().splitlines()[-1])
+    assert "--allow-untrained-text-encoder" in results["refuse"]["error"]
+    assert results["allow"] == {"shape": [15, 512], "untrained": True, "wanted": "openai"}
