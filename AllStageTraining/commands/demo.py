@@ -43,10 +43,11 @@ class DemoSize:
     seed: int = 0
 
 
-#: Sizes measured to fit the time budgets on two CPU cores (full: 15 minutes; quick: 3 minutes).
+#: Sizes that fit the time budgets on two CPU cores (full: 15 minutes; quick: 3 minutes). Measured on the
+#: 2-core development machine: full about 7-10 minutes, quick about 1.5-2 minutes (docs/DEMO.md).
 SIZES: dict[str, DemoSize] = {
-    "full": DemoSize(n_cases=16, n_val=1, n_test=3, crop=32, steps_mae=150, steps_seg=150),
-    "quick": DemoSize(n_cases=6, n_val=0, n_test=1, crop=32, steps_mae=20, steps_seg=20),
+    "full": DemoSize(n_cases=20, n_val=1, n_test=4, crop=48, steps_mae=350, steps_seg=350),
+    "quick": DemoSize(n_cases=6, n_val=0, n_test=1, crop=32, steps_mae=60, steps_seg=60),
 }
 
 
@@ -159,26 +160,22 @@ def _synthesize_missing(data_dir, n: int, seed: int) -> list[str]:
     return [case_id(i) for i in range(1, n + 1)]
 
 
-def _check_settings(out, settings: dict, log: StageLog) -> None:
-    """Record the demo's settings on the first run; refuse to continue a folder made with other settings."""
+def _check_settings(out, settings: dict) -> None:
+    """Record the demo's settings and this invocation in ``OUT/demo.json``; refuse to continue a folder made
+    with other settings."""
     import json
-
-    path = out / "demo.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved["settings"] != settings:
-            changed = sorted(k for k in settings if saved["settings"].get(k) != settings[k])
-            raise SystemExit(f"demo: {out} holds a demo made with other settings ({', '.join(changed)}); "
-                             f"rerun with the same options to continue it, or use another --out")
-        saved.setdefault("invocations", [])
-    else:
-        saved = {"settings": settings, "invocations": []}
     import shlex
     import sys
     import time
 
-    saved["invocations"].append({"time": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                 "command": "python -m AllStageTraining " + shlex.join(sys.argv[1:])})
+    path = out / "demo.json"
+    saved = json.loads(path.read_text()) if path.exists() else {"settings": settings}
+    if saved["settings"] != settings:
+        changed = sorted(k for k in settings if saved["settings"].get(k) != settings[k])
+        raise SystemExit(f"demo: {out} holds a demo made with other settings ({', '.join(changed)}); "
+                         f"rerun with the same options to continue it, or use another --out")
+    saved.setdefault("invocations", []).append({"time": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                                "command": "python -m AllStageTraining " + shlex.join(sys.argv[1:])})
     path.write_text(json.dumps(saved, indent=2) + "\n")
 
 
@@ -200,7 +197,7 @@ def run(args) -> int:
     untrained = args.text_pretrained is None
     settings = {"mode": mode, **dataclasses.asdict(size), "missing_ratio": MISSING_RATIO,
                 "text_model": args.text_model, "text_pretrained": args.text_pretrained}
-    _check_settings(out, settings, log)
+    _check_settings(out, settings)
     start = time.perf_counter()
     log.line(f"AllStageSeg demo ({mode}) in {out}: {size.n_cases} synthetic cases, training missing ratio "
              f"{MISSING_RATIO}, {size.steps_mae} MAE + {size.steps_seg} segmenter steps on {size.crop}^3 crops")

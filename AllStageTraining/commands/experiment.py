@@ -41,6 +41,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--config", help="a RunConfig JSON to start from instead of the preset")
     parser.add_argument("--steps-mae", type=int, help="stage-1 steps (default: the preset's)")
     parser.add_argument("--steps-seg", type=int, help="stage-2 steps (default: the preset's)")
+    parser.add_argument("--crop", type=int, help="cubic training crop in voxels, a multiple of 8 (default: the preset's)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of cases for validation")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="share of cases for testing")
     parser.add_argument("--text-pretrained",
@@ -295,6 +296,10 @@ def base_config(args):
         cfg.optim_mae.steps = args.steps_mae
     if args.steps_seg is not None:
         cfg.optim_seg.steps = args.steps_seg
+    if getattr(args, "crop", None):
+        if args.crop % 8:
+            raise SystemExit(f"experiment: --crop must be a multiple of 8, not {args.crop}")
+        cfg.data.crop_size = (args.crop,) * 3
     if args.text_pretrained:
         cfg.seg.text.pretrained = args.text_pretrained
     if args.allow_untrained_text_encoder:
