@@ -19,6 +19,7 @@ import pytest
 import SimpleITK as sitk
 
 from inference_helpers import save_tiny_run, synthetic_head, to_image
+from training_helpers import tiny_split  # noqa: F401 (the split fixture every training test uses)
 
 
 @pytest.fixture(scope="session")

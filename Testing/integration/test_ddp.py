@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from training_helpers import tiny_split  # noqa: F401 (fixture)
 
 
 @pytest.mark.slow

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from AllStageTraining.config import preset
-from training_helpers import tiny_split  # noqa: F401 (fixture)
 
 K = 3
 

@@ -12,7 +12,6 @@ import pytest
 
 from AllStageTraining.commands.training_options import UsageError, add_common_arguments, add_seg_arguments, resolve_config
 from AllStageTraining.constants import SCENARIOS
-from training_helpers import tiny_split  # noqa: F401 (fixture)
 
 
 def _args(*argv: str, stage: str = "both") -> argparse.Namespace:

@@ -13,7 +13,6 @@ from AllStageTraining.constants import MODALITIES
 from AllStageTraining.nets.mae import MultimodalMAE
 from AllStageTraining.training.engine import step_generator
 from AllStageTraining.training.stage1 import MAEObjective
-from training_helpers import tiny_split  # noqa: F401 (fixture)
 
 torch.set_num_threads(1)
 SHAPE = (16, 16, 16)
