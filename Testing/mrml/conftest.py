@@ -57,32 +57,14 @@ def load_volume(scene):
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
-    """A model bundle folder holding the ``tiny`` preset's networks with random weights (seed 0).
+    """A model bundle folder holding the ``tiny`` preset's networks with random weights (seed 0): the run
+    folder of ``Testing/integration/inference_helpers.save_tiny_run``, exported with ``export_bundle``."""
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))  # inference_helpers
+    from inference_helpers import save_tiny_run
 
-    Built through the public API (``nets.build.build_models``, the ``train`` run layout, ``export_bundle``);
-    the scenario embeddings are random unit vectors recorded as an untrained text encoder.
-    """
-    torch = pytest.importorskip("torch")
-    import json
-
-    from safetensors.torch import save_file
-
-    from AllStageTraining.config import preset
-    from AllStageTraining.constants import SCENARIOS
     from AllStageTraining.inference.bundle import export_bundle
-    from AllStageTraining.nets.build import build_models
 
-    torch.manual_seed(0)
-    cfg = preset("tiny")
-    embeddings = torch.nn.functional.normalize(torch.randn(len(SCENARIOS), 32), dim=-1)
-    mae, segmenter = build_models(cfg, embeddings)
-    run = tmp_path_factory.mktemp("tiny_run")
-    for part, model in (("mae", mae), ("seg", segmenter)):
-        (run / part).mkdir()
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run / part / "model.safetensors")
-    cfg.save(run / "config.json")
-    identity = {"model_name": "random-unit-vectors", "pretrained": None, "untrained": True,
-                "prompts": [s.prompt for s in SCENARIOS]}
-    (run / "seg" / "embeddings.json").write_text(json.dumps({"identity": identity, "embeddings": embeddings.tolist()}))
+    run = save_tiny_run(tmp_path_factory.mktemp("tiny_run"))
     return export_bundle(run, tmp_path_factory.mktemp("bundles") / "tiny_bundle",
                          {"note": "random weights, for tests only; not for clinical use"})
