@@ -1,7 +1,16 @@
 """Run configuration: dataclasses with the presets ``tiny`` (tests), ``cpu`` (demo) and ``paper`` (GPU).
 
+The one owner of configuration decisions:
+
+- :func:`resolve_config`: the precedence every command uses (preset, then a full or partial JSON file merged
+  over it, then the command's flags as dotted fields, then ``--set key.sub=value``), then the method's own
+  settings (``methods.configure``), then :meth:`RunConfig.validate`;
+- :meth:`RunConfig.validate`: sizes that fit the network (``NetConfig.size_divisor``), steps, a known method;
+- :meth:`RunConfig.fingerprint`: what may not change when an interrupted run continues (the run-folder
+  check, the checkpoint check and the experiment's MAE sharing all use it).
+
 A run writes its resolved configuration as JSON beside its outputs (``RunConfig.save``); a bundle stores
-the network parts of it. Lengths are in voxels, learning rates per step.
+it too. Lengths are in voxels, learning rates per step.
 """
 
 from __future__ import annotations
@@ -10,12 +19,16 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used (unknown field, bad value, file not found); says which and why."""
 
 
 @dataclass
 class DataConfig:
-    crop_size: tuple[int, int, int] = (128, 128, 128)  # training crop, voxels; multiple of 8
+    crop_size: tuple[int, int, int] = (128, 128, 128)  # training crop, voxels; multiple of net.size_divisor
     foreground_crop_fraction: float = 0.5  # share of crops centred on tumour voxels (rest: inside the brain)
     flip_prob: float = 0.5  # per-axis random flip
     intensity_shift: float = 0.1  # random shift, in normalized units (z-scores)
@@ -27,9 +40,14 @@ class DataConfig:
 @dataclass
 class NetConfig:
     width: int = 16  # channels of the first level; doubles per level
-    levels: int = 4  # resolution levels (3 downsamplings): crop and window sizes must be multiples of 8
+    levels: int = 4  # resolution levels (levels - 1 downsamplings)
     groups: int = 8  # GroupNorm groups
     deep_supervision: bool = True
+
+    @property
+    def size_divisor(self) -> int:
+        """Spatial sizes the U-Net takes must be multiples of this: ``2 ** (levels - 1)`` (8 at 4 levels)."""
+        return 2 ** (self.levels - 1)
 
 
 @dataclass
@@ -55,7 +73,6 @@ class TextConfig:
 
 @dataclass
 class SegConfig:
-    method: str = "ours"  # "ours" | "zero-fill" | "m3ae-style"
     personalize: str = "both"  # "both" | "head" | "norm" | "none"
     head_channels: int = 8  # hidden width of the dynamic head: C -> h -> h -> 3
     code_dim: int = 64  # scenario code from the projection MLP
@@ -82,6 +99,14 @@ class OptimConfig:
     ckpt_every: int = 100  # steps
     log_every: int = 10  # steps
 
+    def fingerprint(self) -> dict[str, Any]:
+        """Every field except the logging, validation and checkpoint cadence (which may change on resume)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in CADENCE_FIELDS}
+
+
+#: OptimConfig fields that may change between an interrupted run and its continuation.
+CADENCE_FIELDS: tuple[str, ...] = ("val_every", "ckpt_every", "log_every")
+
 
 @dataclass
 class InferenceConfig:
@@ -91,10 +116,24 @@ class InferenceConfig:
     postprocess_et: bool = False
 
 
+#: Fields that may change between an interrupted run and its continuation: where data and embeddings are
+#: cached, loader workers, the logging/validation/checkpoint cadence, and how the finished model is evaluated.
+RESUMABLE_CHANGES: tuple[str, ...] = (
+    "data.num_workers", "data.cache_dir", "seg.text.cache_dir", "inference",
+    *(f"{group}.{name}" for group in ("optim_mae", "optim_seg") for name in CADENCE_FIELDS),
+)
+#: The config groups each training stage depends on (``RunConfig.fingerprint``); "run" is all of them.
+_STAGE_GROUPS: dict[str, tuple[str, ...]] = {
+    "mae": ("seed", "data", "net", "mae", "optim_mae"),
+    "seg": ("seed", "data", "net", "mae", "method", "seg", "optim_seg"),
+}
+
+
 @dataclass
 class RunConfig:
     preset: str = "paper"
     seed: int = 0
+    method: str = "ours"  # a name in methods.METHODS (ours, zero-fill, m3ae-style, the ablations, ...)
     data: DataConfig = field(default_factory=DataConfig)
     net: NetConfig = field(default_factory=NetConfig)
     mae: MAEConfig = field(default_factory=MAEConfig)
@@ -111,11 +150,79 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        return _build(cls, data)
+        """Rebuild a config from its dict (``to_dict``, a ``config.json``, a bundle); see :func:`_migrate`."""
+        return _build(cls, _migrate(data))
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def with_fields(self, fields: Mapping[str, Any]) -> "RunConfig":
+        """A copy with dotted fields set, e.g. ``{"mae.w_pop": 0.0, "data.crop_size": [64, 64, 64]}``."""
+        data = self.to_dict()
+        for dotted, value in fields.items():
+            _assign(data, dotted, value)
+        return _checked_build(data)
+
+    def validate(self) -> None:
+        """Raise ConfigError unless the configuration can train and run: a known method, crop and window sizes
+        that are positive multiples of ``net.size_divisor``, at least one step and sample per trained stage."""
+        from .methods import get_method
+
+        try:
+            method = get_method(self.method)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        divisor = self.net.size_divisor
+        sizes = {"data.crop_size": self.data.crop_size, "inference.window": self.inference.window or ()}
+        for name, size in sizes.items():
+            if any(int(s) < divisor or int(s) % divisor for s in size):
+                raise ConfigError(f"{name} {tuple(size)}: every size must be a positive multiple of {divisor} "
+                                  f"(2**(net.levels-1) at net.levels = {self.net.levels})")
+        for group in ("optim_mae", "optim_seg") if method.has_mae else ("optim_seg",):
+            optim = getattr(self, group)
+            if optim.steps < 1 or optim.batch_size < 1:
+                raise ConfigError(f"{group}: steps and batch size must be at least 1")
+
+    def fingerprint(self, scope: str = "run") -> dict[str, Any]:
+        """What may not change when an interrupted run continues, as plain JSON values.
+
+        scope: "run" (the whole run folder), "mae" (stage 1: equal for two runs exactly when their MAE training
+        would be identical, given the same split) or "seg" (stage 2). Every field counts except
+        RESUMABLE_CHANGES; a stage counts only the groups it depends on.
+        """
+        if scope != "run" and scope not in _STAGE_GROUPS:
+            raise ValueError(f"fingerprint scope must be run, mae or seg, not {scope!r}")
+        data = json.loads(json.dumps(self.to_dict()))
+        for dotted in RESUMABLE_CHANGES:
+            *parents, name = dotted.split(".")
+            node = data
+            for part in parents:
+                node = node[part]
+            node.pop(name)
+        return data if scope == "run" else {group: data[group] for group in _STAGE_GROUPS[scope]}
+
+
+def fingerprint_differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    """``"field: old -> new"`` for every leaf that differs between two fingerprints (lists equal tuples)."""
+    if isinstance(saved, Mapping) and isinstance(current, Mapping):
+        out = []
+        for key in sorted(set(saved) | set(current)):
+            out += fingerprint_differences(saved.get(key), current.get(key), f"{prefix}.{key}" if prefix else str(key))
+        return out
+    as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    return [] if as_list(saved) == as_list(current) else [f"{prefix}: {saved!r} -> {current!r}"]
+
+
+def _migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """The one migration of old configurations: before the method registry (package 0.1.0, e.g. the shipped
+    ``Resources/Models/demo_bundle.zip``), the method was ``seg.method``; it is now the top-level ``method``."""
+    seg = data.get("seg")
+    if not isinstance(seg, dict) or "method" not in seg:
+        return data
+    migrated = {**data, "seg": {k: v for k, v in seg.items() if k != "method"}}
+    migrated.setdefault("method", seg["method"])
+    return migrated
 
 
 def _build(kind, data: dict[str, Any]):
@@ -132,6 +239,95 @@ def _build(kind, data: dict[str, Any]):
             value = tuple(value)
         kwargs[name] = value
     return kind(**kwargs)
+
+
+def _checked_build(data: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.from_dict(data)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"invalid configuration: {error}") from None
+
+
+def _assign(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set the dotted field ``dotted`` of a config dict in place; ConfigError for unknown fields or groups."""
+    parts = dotted.strip().split(".")
+    node = data
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"unknown config field {'.'.join(parts[: i + 1])}")
+        if i < len(parts) - 1:
+            node = node[part]
+    if isinstance(node[parts[-1]], dict):
+        raise ConfigError(f"{dotted} is a group of fields; set one of {sorted(node[parts[-1]])}")
+    node[parts[-1]] = value
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any], prefix: str = "") -> None:
+    """Merge a (partial) config dict into ``base`` in place: only the fields it names change."""
+    for key, value in update.items():
+        if key not in base:
+            raise ConfigError(f"unknown config field {prefix}{key}")
+        if isinstance(base[key], dict) and isinstance(value, Mapping):
+            _merge(base[key], value, f"{prefix}{key}.")
+        elif isinstance(base[key], dict):
+            raise ConfigError(f"{prefix}{key} is a group of fields; give an object with some of {sorted(base[key])}")
+        else:
+            base[key] = value
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``"key.sub=value"`` -> ``("key.sub", value)``; the value is parsed as JSON, else kept as a string
+    (``none``/``None``/``null`` give None)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. mae.w_pop=0")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = None if raw in ("None", "none", "null") else raw
+    return key.strip(), value
+
+
+def resolve_config(preset_name: str, *, config_file: str | Path | None = None,
+                   fields: Mapping[str, Any] | None = None, sets: Sequence[str] = ()) -> RunConfig:
+    """The configuration of a run, by the one precedence every command uses (lowest first):
+
+    1. the preset ``preset_name`` (tiny, cpu, paper);
+    2. ``config_file``: a full or partial RunConfig JSON merged over it (only the fields it names change);
+    3. ``fields``: the command's flags as dotted fields, e.g. ``{"optim_mae.steps": 50, "method": "zero-fill"}``;
+    4. ``sets``: ``--set key.sub=value`` assignments, in order;
+
+    then the method's own settings (``methods.configure``) and :meth:`RunConfig.validate`. ConfigError for
+    anything unusable, naming the field or the file.
+    """
+    from .methods import configure
+
+    data = preset(preset_name).to_dict()
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"--config {path}: no such file")
+        try:
+            partial = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"--config {path}: not JSON ({error})") from None
+        if not isinstance(partial, dict):
+            raise ConfigError(f"--config {path}: expected a JSON object of config fields")
+        _merge(data, _migrate(partial))
+    for dotted, value in (fields or {}).items():
+        _assign(data, dotted, value)
+    for text in sets:
+        key, value = parse_assignment(text)
+        try:
+            _assign(data, key, value)
+        except ConfigError as error:
+            raise ConfigError(f"--set {key}: {error}") from None
+    try:
+        cfg = configure(_checked_build(data))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    cfg.validate()
+    return cfg
 
 
 def preset(name: str) -> RunConfig:

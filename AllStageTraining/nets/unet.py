@@ -151,11 +151,8 @@ class ResidualUNet(nn.Module):
         self.deep_levels = list(range(1, min(2, cfg.levels - 2) + 1)) if cfg.deep_supervision else []
         self.head = nn.Conv3d(self.widths[0], out_channels, 1) if final_head else None
         self.deep_heads = nn.ModuleList([nn.Conv3d(self.widths[i], out_channels, 1) for i in self.deep_levels])
-
-    @property
-    def divisor(self) -> int:
-        """Spatial sizes must be multiples of this."""
-        return 2 ** (self.levels - 1)
+        #: Spatial sizes must be multiples of this (``NetConfig.size_divisor``).
+        self.divisor = cfg.size_divisor
 
     def decoder_norm_channels(self) -> list[int]:
         """Channel counts of the decoder GroupNorms, in the order ``decode`` applies ``modulation``."""

@@ -13,10 +13,6 @@ from .distributed import Runtime, barrier
 if TYPE_CHECKING:
     from ..data.preprocess import PreprocessedCase
 
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-
-
 def cache_dir_for(cfg: RunConfig, split_path: str | Path) -> Path:
     """``cfg.data.cache_dir``, or ``cache/`` beside the split file."""
     return Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(split_path).resolve().parent / "cache"

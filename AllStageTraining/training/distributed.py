@@ -1,4 +1,4 @@
-"""Where a training process runs: device choice and ``torch.distributed`` under ``torchrun``.
+"""Where a training process runs: its device (``runtime.resolve_device``) and ``torch.distributed`` under ``torchrun``.
 
 ``torchrun --nproc_per_node=N`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; ``init_runtime`` reads them,
 starts the process group (nccl on CUDA, gloo on CPU) and pins each rank to its GPU. Without those variables
@@ -13,9 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-
-class DeviceError(RuntimeError):
-    """The requested device is not usable here; the message says what to pass instead."""
+from ..runtime import resolve_device
 
 
 @dataclass(frozen=True)
@@ -34,21 +32,6 @@ class Runtime:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(name: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``; ``cuda`` without a GPU is an error."""
-    if isinstance(name, torch.device):
-        return name
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu or auto")
-        return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
-    if name != "cpu":
-        raise ValueError(f"unknown device {name!r}; expected auto, cpu or cuda")
-    return torch.device("cpu")
 
 
 def init_runtime(device: str | torch.device = "auto") -> Runtime:

@@ -21,7 +21,6 @@ progress on stderr (tqdm on a terminal) and plain log lines on stdout otherwise.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 import sys
@@ -36,7 +35,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from ..config import OptimConfig
+from ..config import OptimConfig, fingerprint_differences
 from ..nets.unet import use_channels_last
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from .distributed import Runtime, barrier
@@ -266,21 +265,9 @@ class LoopResult:
     resumed_from: int
 
 
-_CADENCE_FIELDS = ("val_every", "ckpt_every", "log_every")
-
-
 def _check_resumable(saved: Mapping[str, Any], config: Mapping[str, Any], path: Path) -> None:
     """Refuse to resume a checkpoint made with a different configuration (names the differing fields)."""
-    differences = []
-
-    def walk(a: Any, b: Any, prefix: str) -> None:
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            for key in sorted(set(a) | set(b)):
-                walk(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
-        elif (list(a) if isinstance(a, (list, tuple)) else a) != (list(b) if isinstance(b, (list, tuple)) else b):
-            differences.append(f"{prefix}: {a!r} -> {b!r}")
-
-    walk(saved, config, "")
+    differences = fingerprint_differences(saved, config)
     if differences:
         raise ValueError(
             f"cannot resume from {path}: the configuration changed ({'; '.join(differences)}). "
@@ -329,8 +316,7 @@ def train_loop(
         )
     step_runner = TrainStep(model, objective, optim, device)
     # what must not change between a run and its resume (logging/validation/checkpoint cadence may)
-    optim_fixed = {k: v for k, v in dataclasses.asdict(optim).items() if k not in _CADENCE_FIELDS}
-    config = {"run": dict(config or {}), "optim": optim_fixed}
+    config = {"run": dict(config or {}), "optim": optim.fingerprint()}
 
     ckpt_path = out_dir / CHECKPOINT_NAME
     start = 0

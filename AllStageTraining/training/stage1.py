@@ -10,7 +10,7 @@ Each step, for a batch of crops with present sequences A:
 With ``w_cons == 0`` only view a is drawn (the second view would only feed L_cons).
 
 Validation (rank 0, every ``val_every`` steps and at the end) on the split's val cases, whole volumes padded
-to a multiple of 8: each present sequence is held out alone and completed from the others
+to a multiple of ``net.size_divisor``: each present sequence is held out alone and completed from the others
 (``MultimodalMAE.complete``); PSNR and SSIM (MONAI) inside the brain box, against the learned fill alone as
 the baseline. Written to ``val/step_XXXXXX.json`` and TensorBoard (with a middle-slice preview grid).
 """
@@ -30,7 +30,9 @@ from ..constants import MODALITIES
 from ..nets.losses import consistency_loss, fill_regularizer, population_loss, reconstruction_loss
 from ..nets.mae import MultimodalMAE, random_visibility
 from ..fileio import atomic_write_json
-from .cases import CONFIG_FILE, MODEL_FILE, load_split_cases, save_weights
+from ..layout import CONFIG_FILE, MODEL_FILE
+from ..methods import configure, get_method
+from .cases import load_split_cases, save_weights
 from .distributed import Runtime, barrier, init_runtime
 from .engine import seed_everything, train_loop
 
@@ -195,23 +197,17 @@ class MAEValidator:
         return {k: v for k, v in summary.items() if k.endswith("/mean")}
 
 
-def resume_identity(cfg: RunConfig, stage: str) -> dict:
-    """The parts of the configuration a stage's checkpoint must share with the run that resumes it."""
-    data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in ("num_workers", "cache_dir")}
-    identity = {"seed": cfg.seed, "data": data, "net": cfg.to_dict()["net"], "mae": cfg.to_dict()["mae"]}
-    if stage == "seg":
-        seg = cfg.to_dict()["seg"]
-        seg["text"] = {k: v for k, v in seg["text"].items() if k != "cache_dir"}
-        identity["seg"] = seg
-    return identity
-
-
 def train_mae(cfg: RunConfig, split_path: str | Path, out_dir: str | Path, resume: bool = False, *, device="auto") -> Path:
     """Train the MAE on the split's training cases; returns ``out_dir/model.safetensors``.
 
     Writes ``config.json`` first, then ``checkpoint.pt`` (engine), ``tb/``, ``val/step_*.json`` and finally
-    ``model.safetensors`` (the MultimodalMAE state dict, quantile EMA included; rank 0 only).
+    ``model.safetensors`` (the MultimodalMAE state dict, quantile EMA included; rank 0 only). ``cfg`` is set
+    up for its method first (``methods.configure``, idempotent: e.g. m3ae-style's L_rec only) and validated.
     """
+    cfg = configure(cfg)
+    cfg.validate()
+    if not get_method(cfg.method).has_mae:
+        raise ValueError(f"method {cfg.method!r} has no stage 1 (MAE) to train")
     runtime = init_runtime(device)
     mae, steps = fit_mae(cfg, split_path, out_dir, resume, runtime)
     path = Path(out_dir) / MODEL_FILE
@@ -241,14 +237,14 @@ def fit_mae(cfg: RunConfig, split_path: str | Path, out_dir: str | Path, resume:
     dataset = TrainingCrops(train_cases, cfg.data, seed=cfg.seed, length=optim.steps * optim.batch_size * runtime.world_size)
     validator = None
     if val_cases and runtime.is_main:
-        validator = MAEValidator(val_cases, out_dir / "val", runtime.device, multiple=2 ** (cfg.net.levels - 1))
+        validator = MAEValidator(val_cases, out_dir / "val", runtime.device, multiple=cfg.net.size_divisor)
     elif runtime.is_main:
         print("[mae] the split has no validation cases: no reconstruction validation", flush=True)
     if runtime.is_main and objective.n_views == 1:
         print("[mae] w_cons = 0: one masked view per sample (no consistency term)", flush=True)
     result = train_loop(
         name="mae", objective=objective, dataset=dataset, optim=optim, out_dir=out_dir, seed=cfg.seed,
-        runtime=runtime, resume=resume, config=resume_identity(cfg, "mae"), validate=validator,
+        runtime=runtime, resume=resume, config=cfg.fingerprint("mae"), validate=validator,
         num_workers=cfg.data.num_workers,
     )
     return mae, result.step

@@ -1,16 +1,19 @@
 """Stage 2: the segmenter, by co-distillation (``ours``) or as one of the baselines (METHOD.md, "Stage 2").
 
-Per batch of crops with present sets A (B, 4):
-- ``ours``: the MAE is frozen. Teacher view = real A + the MAE's completion of the rest, with the prompt of
-  the full set (FC12). Student view = a random non-empty S within A (uniform over the 2^|A| - 1 subsets; S may
-  equal A) kept real, the rest completed by the MAE from S, with the prompt of S. Both views go through the
-  shared segmenter in one batch. Loss = w_seg_teacher * seg(teacher) + w_seg_student * seg(student)
-  + w_logit_distill * logit distillation + w_feat_distill * bottleneck distillation; the teacher's outputs are
-  detached inside the distillation terms, so distillation never pushes the teacher branch.
-- ``zero-fill``: no MAE; the plain U-Net sees a random non-empty S within A, the other channels 0;
-  segmentation loss only.
-- ``m3ae-style``: two random subsets S1, S2 within A, each completed by the (L_rec-only) MAE; the view with
-  more real sequences is the teacher (ties: view 1), detached in the distillation terms; no hyper-network.
+The method (``cfg.method``, see ``methods``) picks one of three objectives. Per batch of crops with present
+sets A (B, 4):
+- co-distillation (``ours`` and its ablations): the MAE is frozen. Teacher view = real A + the MAE's
+  completion of the rest, with the prompt of the full set (FC12). Student view = a random non-empty S within
+  A (uniform over the 2^|A| - 1 subsets; S may equal A) kept real, the rest completed by the MAE from S, with
+  the prompt of S. Both views go through the shared segmenter in one batch. Loss = w_seg_teacher *
+  seg(teacher) + w_seg_student * seg(student) + w_logit_distill * logit distillation + w_feat_distill *
+  bottleneck distillation; the teacher's outputs are detached inside the distillation terms, so distillation
+  never pushes the teacher branch.
+- dropout zero-fill (``zero-fill``, ``zero-fill-long``): no MAE; the plain U-Net sees a random non-empty S
+  within A, the other channels 0; segmentation loss only.
+- two-view self-distillation (``m3ae-style``): two random subsets S1, S2 within A, each completed by the
+  (L_rec-only) MAE; the view with more real sequences is the teacher (ties: view 1), detached in the
+  distillation terms; no hyper-network.
 A term whose weight is 0 is not computed and not logged.
 """
 
@@ -24,17 +27,15 @@ from torch import Tensor, nn
 
 from ..config import RunConfig, SegConfig
 from ..constants import FULL_SCENARIO, NUM_MODALITIES, SCENARIOS
+from ..layout import CONFIG_FILE, EMBEDDINGS_FILE, MODEL_FILE
+from ..methods import CO_DISTILLATION, OBJECTIVES, ZERO_FILL, configure, get_method
 from ..nets.losses import feature_distillation, logit_distillation, segmentation_loss
 from ..nets.mae import MultimodalMAE
 from ..nets.segmenter import PersonalizedSegmenter
 from ..fileio import atomic_write_json
-from .cases import CONFIG_FILE, MODEL_FILE, load_split_cases, load_weights, save_weights, with_grad_disabled
+from .cases import load_split_cases, load_weights, save_weights, with_grad_disabled
 from .distributed import barrier, init_runtime
 from .engine import place_on_device, seed_everything, train_loop
-from .stage1 import resume_identity
-
-EMBEDDINGS_FILE = "embeddings.json"
-METHODS = ("ours", "zero-fill", "m3ae-style")
 
 #: SCENARIOS index of each availability mask, by the mask's bit code sum(mask[m] << m).
 _SCENARIO_OF_CODE = torch.full((2**NUM_MODALITIES,), -1, dtype=torch.long)
@@ -121,17 +122,19 @@ class SegObjective(nn.Module):
     """One stage-2 training step as a module: ``forward(batch, generator) -> {"loss", "seg_teacher", ...}``.
 
     batch: ``image`` (B, 4, D, H, W), ``available`` (B, 4) bool, ``label`` (B, 3, D, H, W) region maps, ``box``.
+    objective: one of ``methods.OBJECTIVES`` (the method's ``objective``).
     The frozen MAE is held outside the module tree (not trained, not in checkpoints, not seen by DDP).
     """
 
-    def __init__(self, segmenter: PersonalizedSegmenter, mae: MultimodalMAE | None, cfg: SegConfig):
+    def __init__(self, segmenter: PersonalizedSegmenter, mae: MultimodalMAE | None, cfg: SegConfig, objective: str):
         super().__init__()
-        if cfg.method not in METHODS:
-            raise ValueError(f"unknown method {cfg.method!r}; expected one of {METHODS}")
-        if cfg.method != "zero-fill" and mae is None:
-            raise ValueError(f"method {cfg.method!r} needs the stage-1 MAE")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown stage-2 objective {objective!r}; expected one of {OBJECTIVES}")
+        if objective != ZERO_FILL and mae is None:
+            raise ValueError(f"the {objective} objective needs the stage-1 MAE")
         self.segmenter = segmenter
         self.cfg = cfg
+        self.objective = objective
         object.__setattr__(self, "frozen_mae", with_grad_disabled(mae) if mae is not None else None)
 
     def views(self, batch: dict, generator: torch.Generator) -> Views:
@@ -139,19 +142,18 @@ class SegObjective(nn.Module):
         x, box = batch["image"], batch["box"]
         available = batch["available"].bool()
         n = x.shape[0]
-        method = self.cfg.method
-        if method == "zero-fill":
+        if self.objective == ZERO_FILL:
             subset = random_subsets(available, generator)
             masks = subset
             inputs = complete_inputs(None, x, subset, box)
             teacher = torch.ones(n, dtype=torch.bool, device=x.device)
             outputs = self.segmenter(inputs, scenario_indices(subset))
             return Views(outputs=outputs, teacher=teacher, masks=masks, batch=n)
-        if method == "ours":
+        if self.objective == CO_DISTILLATION:
             first, second = available, random_subsets(available, generator)
             prompts = torch.cat([torch.full((n,), FULL_SCENARIO.index, device=x.device), scenario_indices(second)])
             teacher = torch.ones(n, dtype=torch.bool, device=x.device)
-        else:  # m3ae-style: two dropout views, the better-informed one teaches
+        else:  # two-view self-distillation: two dropout views, the better-informed one teaches
             first, second = random_subsets(available, generator), random_subsets(available, generator)
             prompts = torch.cat([scenario_indices(first), scenario_indices(second)])
             teacher = first.sum(1) >= second.sum(1)
@@ -166,7 +168,7 @@ class SegObjective(nn.Module):
         weights = tuple(cfg.deep_supervision_weights)
         terms: dict[str, Tensor] = {}
         weighted: list[Tensor] = []
-        if self.cfg.method == "zero-fill":
+        if self.objective == ZERO_FILL:
             terms["seg"] = segmentation_loss(views.outputs["logits"], views.outputs["deep"], label, weights)
             return {"loss": terms["seg"], **terms}
         teacher_logits, student_logits = views.split("logits")
@@ -192,22 +194,6 @@ class SegObjective(nn.Module):
         return self.losses(self.views(batch, generator), batch["label"])
 
 
-def method_config(cfg: RunConfig) -> RunConfig:
-    """The configuration a method actually trains with: ``m3ae-style`` has no population or consistency
-    terms in stage 1 and no hyper-network; ``zero-fill`` and ``m3ae-style`` personalize nothing."""
-    import dataclasses
-
-    method = cfg.seg.method
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    out = RunConfig.from_dict(cfg.to_dict())
-    if method == "m3ae-style":
-        out.mae = dataclasses.replace(out.mae, w_pop=0.0, w_cons=0.0)
-    if method != "ours":
-        out.seg = dataclasses.replace(out.seg, personalize="none")
-    return out
-
-
 def train_seg(
     cfg: RunConfig, split_path: str | Path, mae_dir: str | Path | None, out_dir: str | Path, resume: bool = False, *, device="auto"
 ) -> Path:
@@ -216,17 +202,19 @@ def train_seg(
     Writes ``config.json``, ``checkpoint.pt``, ``tb/``, then ``model.safetensors`` (the segmenter's state dict,
     scenario embeddings included when personalized) and ``embeddings.json`` (the 15 prompt embeddings and the
     text encoder's identity; written when the segmenter uses them). ``mae_dir`` holds stage 1's
-    ``model.safetensors`` (ignored for ``zero-fill``).
+    ``model.safetensors`` (ignored for methods without an MAE). ``cfg`` is set up for its method first
+    (``methods.configure``, idempotent) and validated.
     """
     from ..nets.build import build_models
 
-    cfg = method_config(cfg)
+    cfg = configure(cfg)
+    cfg.validate()
     runtime = init_runtime(device)
     out_dir = Path(out_dir)
-    method = cfg.seg.method
+    method = get_method(cfg.method)
     mae_path = Path(mae_dir) / MODEL_FILE if mae_dir is not None else None
-    if method != "zero-fill" and (mae_path is None or not mae_path.is_file()):
-        raise FileNotFoundError(f"method {method!r} needs a trained MAE: no {mae_path}; run train-mae first")
+    if method.has_mae and (mae_path is None or not mae_path.is_file()):
+        raise FileNotFoundError(f"method {method.name!r} needs a trained MAE: no {mae_path}; run train-mae first")
     if runtime.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(out_dir / CONFIG_FILE)
@@ -249,16 +237,15 @@ def train_seg(
         load_weights(mae, mae_path)
         segmenter.init_from_mae(mae)
         place_on_device(mae, runtime.device)
-    objective = SegObjective(segmenter, mae, cfg.seg)
+    objective = SegObjective(segmenter, mae, cfg.seg, method.objective)
     dataset = TrainingCrops(train_cases, cfg.data, seed=cfg.seed, length=optim.steps * optim.batch_size * runtime.world_size)
-    identity_for_resume = resume_identity(cfg, "seg")
     result = train_loop(
         name="seg", objective=objective, dataset=dataset, optim=optim, out_dir=out_dir, seed=cfg.seed + 1,
-        runtime=runtime, resume=resume, config=identity_for_resume, num_workers=cfg.data.num_workers,
+        runtime=runtime, resume=resume, config=cfg.fingerprint("seg"), num_workers=cfg.data.num_workers,
     )
     path = out_dir / MODEL_FILE
     if runtime.is_main:
-        save_weights(segmenter, path, metadata={"stage": "seg", "method": method, "steps": result.step})
+        save_weights(segmenter, path, metadata={"stage": "seg", "method": method.name, "steps": result.step})
         if embeddings is not None:
             atomic_write_json(out_dir / EMBEDDINGS_FILE, {"embeddings": embeddings.tolist(), "identity": identity})
     barrier(runtime)

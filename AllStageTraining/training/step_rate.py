@@ -15,7 +15,7 @@ import torch
 
 from ..config import RunConfig
 from ..constants import NUM_MODALITIES, REGIONS, SCENARIOS
-from .distributed import resolve_device
+from ..runtime import resolve_device
 from .engine import TrainStep, place_on_device, step_generator
 
 
@@ -34,20 +34,21 @@ def random_batch(cfg: RunConfig, batch_size: int, device: torch.device, seed: in
 
 
 def _objective(stage: str, cfg: RunConfig, device: torch.device):
+    from ..methods import configure, get_method
     from ..nets.build import build_models
     from ..nets.mae import MultimodalMAE
     from .stage1 import MAEObjective
-    from .stage2 import SegObjective, method_config
+    from .stage2 import SegObjective
 
+    cfg = configure(cfg)
     if stage == "mae":
         return MAEObjective(MultimodalMAE(cfg.net, cfg.mae), cfg.mae), cfg.optim_mae
     if stage == "seg":
-        cfg = method_config(cfg)
         embeddings = torch.nn.functional.normalize(torch.randn(len(SCENARIOS), 512), dim=-1)  # CLIP ViT-B-32 size
         mae, segmenter = build_models(cfg, embeddings)
         if mae is not None:
             place_on_device(mae, device)
-        return SegObjective(segmenter, mae, cfg.seg), cfg.optim_seg
+        return SegObjective(segmenter, mae, cfg.seg, get_method(cfg.method).objective), cfg.optim_seg
     raise ValueError(f"stage must be 'mae' or 'seg', not {stage!r}")
 
 

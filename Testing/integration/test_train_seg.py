@@ -10,6 +10,7 @@ import torch
 
 from AllStageTraining.config import preset
 from AllStageTraining.constants import FULL_SCENARIO, MODALITIES, SCENARIOS
+from AllStageTraining.methods import configure, get_method
 from AllStageTraining.nets.build import build_models
 from AllStageTraining.training.engine import TrainStep, step_generator
 from AllStageTraining.training.stage2 import SegObjective, random_subsets, scenario_indices
@@ -29,14 +30,12 @@ def _batch(available) -> dict:
 
 
 def _objective(method="ours", **seg_overrides) -> SegObjective:
-    cfg = preset("tiny")
-    cfg.seg = dataclasses.replace(cfg.seg, method=method, **seg_overrides)
-    if method != "ours":
-        cfg.seg = dataclasses.replace(cfg.seg, personalize="none")
+    cfg = configure(preset("tiny"), method)
+    cfg.seg = dataclasses.replace(cfg.seg, **seg_overrides)
     torch.manual_seed(0)
     embeddings = torch.nn.functional.normalize(torch.randn(len(SCENARIOS), 12), dim=-1)
     mae, segmenter = build_models(cfg, embeddings)
-    return SegObjective(segmenter, mae, cfg.seg)
+    return SegObjective(segmenter, mae, cfg.seg, get_method(method).objective)
 
 
 AVAILABLE = [[True, False, True, True], [True, True, True, True], [False, True, False, False]]

@@ -12,7 +12,8 @@ from torch.utils.data import Dataset
 
 from AllStageTraining.config import OptimConfig
 from AllStageTraining.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from AllStageTraining.training.distributed import Runtime, resolve_device
+from AllStageTraining.runtime import DeviceError, resolve_device
+from AllStageTraining.training.distributed import Runtime
 from AllStageTraining.training.engine import build_scheduler, derived_seed, make_loader, train_loop
 
 torch.set_num_threads(1)
@@ -180,7 +181,7 @@ def test_device_resolution():
     with pytest.raises(ValueError, match="unknown device"):
         resolve_device("tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        with pytest.raises(DeviceError, match="no CUDA GPU"):
             resolve_device("cuda")
 
 

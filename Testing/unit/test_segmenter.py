@@ -77,15 +77,15 @@ def test_build_models_per_method():
     cfg = preset("tiny")
     mae, seg = build_models(cfg, embeddings())
     assert isinstance(mae, MultimodalMAE) and seg.hypernet is not None
-    cfg.seg.method = "m3ae-style"
+    cfg.method = "m3ae-style"
     mae, seg = build_models(cfg, None)
     assert isinstance(mae, MultimodalMAE) and seg.hypernet is None and seg.static_head is not None
-    cfg.seg.method = "zero-fill"
+    cfg.method = "zero-fill"
     mae, seg = build_models(cfg, None)
     assert mae is None and seg.hypernet is None
-    cfg.seg.method = "ours"
+    cfg.method = "ours"
     with pytest.raises(ValueError, match="embeddings"):
         build_models(cfg, None)
-    cfg.seg.method = "unet"
+    cfg.method = "unet"
     with pytest.raises(ValueError, match="unknown method"):
         build_models(cfg, None)

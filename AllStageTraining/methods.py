@@ -1,0 +1,122 @@
+"""The registry of methods: every trainable method and ablation, each defined once.
+
+A :class:`Method` says whether it has a stage 1 (the multimodal MAE), which stage-2 objective trains its
+segmenter, whether the scenario hyper-network personalizes it, and which configuration fields it sets.
+A run's configuration names its method in ``RunConfig.method``; everything else asks the registry
+(``get_method(cfg.method).has_mae``, ...), never a config field.
+
+Adding a method or an ablation is one more ``Method(...)`` in ``_ENTRIES``::
+
+    Method("ours-no-cons", "ours without the consistency term", has_mae=True, objective=CO_DISTILLATION,
+           personalizes=True, overrides={"mae.w_cons": 0.0}),
+
+:func:`configure` turns any configuration into the one a method trains with: it applies the static
+``overrides`` (dotted field names), then the optional ``derive`` rule, which computes further overrides
+from the configuration (for ``zero-fill-long``: the segmenter gets the steps of both stages). Both must be
+idempotent, so that configuring twice changes nothing (training calls it again as a guard).
+
+This module imports nothing from the package: ``config``, ``nets``, ``training`` and ``inference`` all use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+
+#: Stage-2 objectives (``training.stage2.SegObjective``).
+CO_DISTILLATION = "co-distillation"  # teacher = real set + MAE completion (full prompt), student = a subset
+ZERO_FILL = "dropout zero-fill"  # one view: a random subset of the real sequences, the rest zero
+SELF_DISTILLATION = "two-view self-distillation"  # two dropout views completed by the MAE; the better one teaches
+OBJECTIVES: tuple[str, ...] = (CO_DISTILLATION, ZERO_FILL, SELF_DISTILLATION)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One trainable method.
+
+    name: the registry key (``--method``, ``experiment --methods``, ``RunConfig.method``).
+    description: one line for tables and ``--help``.
+    has_mae: whether stage 1 (the multimodal MAE) exists; without it, missing sequences are zero.
+    objective: the stage-2 objective, one of OBJECTIVES.
+    personalizes: whether the scenario hyper-network personalizes the segmenter (else ``seg.personalize``
+        is set to "none").
+    overrides: dotted config field -> value, e.g. ``{"mae.w_pop": 0.0}``.
+    derive: optional rule ``cfg -> {dotted field: value}`` applied after ``overrides``; must be idempotent.
+    """
+
+    name: str
+    description: str
+    has_mae: bool
+    objective: str
+    personalizes: bool
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    derive: Callable[["RunConfig"], Mapping[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"method {self.name!r}: unknown objective {self.objective!r}; expected one of {OBJECTIVES}")
+        if self.objective != ZERO_FILL and not self.has_mae:
+            raise ValueError(f"method {self.name!r}: the {self.objective} objective needs the stage-1 MAE")
+        object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
+
+    def settings(self, cfg: "RunConfig") -> dict[str, Any]:
+        """Every dotted field this method sets on ``cfg`` (overrides, personalization, then the derived rule)."""
+        fields: dict[str, Any] = {"method": self.name, **self.overrides}
+        if not self.personalizes:
+            fields["seg.personalize"] = "none"
+        if self.derive is not None:
+            fields.update(self.derive(cfg.with_fields(fields)))
+        return fields
+
+
+def _stage1_budget_to_stage2(cfg: "RunConfig") -> dict[str, Any]:
+    """Equal compute without an MAE: the segmenter also gets stage 1's steps (idempotent: stage 1 keeps 0)."""
+    return {"optim_seg.steps": cfg.optim_mae.steps + cfg.optim_seg.steps, "optim_mae.steps": 0}
+
+
+_ENTRIES: tuple[Method, ...] = (
+    Method("ours", "MAE with distribution approximation + co-distillation + prompt-driven hyper-network",
+           has_mae=True, objective=CO_DISTILLATION, personalizes=True),
+    Method("zero-fill", "the same U-Net trained with random sequence dropout, missing channels zero, no MAE",
+           has_mae=False, objective=ZERO_FILL, personalizes=False),
+    Method("zero-fill-long", "zero-fill with the compute of both stages: optim_mae.steps + optim_seg.steps "
+                             "segmenter steps", has_mae=False, objective=ZERO_FILL, personalizes=False,
+           derive=_stage1_budget_to_stage2),
+    Method("m3ae-style", "MAE with L_rec only, learned fill, self-distillation between two dropout views, "
+                         "no hyper-network", has_mae=True, objective=SELF_DISTILLATION, personalizes=False,
+           overrides={"mae.w_pop": 0.0, "mae.w_cons": 0.0}),
+    Method("ours-no-da", "ours without distribution approximation (mae.w_pop = mae.w_cons = 0)",
+           has_mae=True, objective=CO_DISTILLATION, personalizes=True, overrides={"mae.w_pop": 0.0, "mae.w_cons": 0.0}),
+    Method("ours-no-distill", "ours without co-distillation (seg.w_logit_distill = seg.w_feat_distill = 0)",
+           has_mae=True, objective=CO_DISTILLATION, personalizes=True,
+           overrides={"seg.w_logit_distill": 0.0, "seg.w_feat_distill": 0.0}),
+    Method("ours-no-personal", "ours without personalization (seg.personalize = none)",
+           has_mae=True, objective=CO_DISTILLATION, personalizes=False),
+)
+
+#: name -> Method, in the order tables list them.
+METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in _ENTRIES})
+
+
+def method_names() -> tuple[str, ...]:
+    """Every registered method name, in table order."""
+    return tuple(METHODS)
+
+
+def get_method(name: str) -> Method:
+    """The registered method ``name``; ValueError naming the known ones otherwise."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}") from None
+
+
+def configure(cfg: "RunConfig", name: str | None = None) -> "RunConfig":
+    """A copy of ``cfg`` set up for method ``name`` (default: ``cfg.method``): ``method`` set, the method's
+    overrides and derived fields applied. Idempotent; every other field is left as it is."""
+    method = get_method(name or cfg.method)
+    return cfg.with_fields(method.settings(cfg.with_fields({"method": method.name})))

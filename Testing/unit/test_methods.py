@@ -1,0 +1,73 @@
+"""The method registry: each method's settings, idempotence, the equal-compute zero-fill, and what the
+networks and stage 2 take from it."""
+
+from __future__ import annotations
+
+import pytest
+
+from AllStageTraining.config import ConfigError, preset
+from AllStageTraining.methods import (
+    CO_DISTILLATION,
+    METHODS,
+    ZERO_FILL,
+    Method,
+    configure,
+    get_method,
+    method_names,
+)
+
+
+def test_the_registry_holds_the_compared_methods_in_table_order():
+    assert method_names()[:4] == ("ours", "zero-fill", "zero-fill-long", "m3ae-style")
+    assert {"ours-no-da", "ours-no-distill", "ours-no-personal"} <= set(method_names())
+    assert all(METHODS[name].name == name and METHODS[name].description for name in method_names())
+    assert [m for m in method_names() if not get_method(m).has_mae] == ["zero-fill", "zero-fill-long"]
+    with pytest.raises(ValueError, match="unknown method 'unet'; expected one of ours, zero-fill"):
+        get_method("unet")
+
+
+def test_each_method_switches_off_its_own_part_only():
+    base = preset("tiny")
+    cfgs = {m: configure(base, m) for m in method_names()}
+    assert all(cfg.method == name for name, cfg in cfgs.items())
+    assert cfgs["ours"].to_dict() == base.to_dict()
+    assert (cfgs["ours-no-da"].mae.w_pop, cfgs["ours-no-da"].mae.w_cons) == (0.0, 0.0)
+    assert (cfgs["m3ae-style"].mae.w_pop, cfgs["m3ae-style"].mae.w_cons) == (0.0, 0.0)
+    assert (cfgs["ours-no-distill"].seg.w_logit_distill, cfgs["ours-no-distill"].seg.w_feat_distill) == (0.0, 0.0)
+    assert cfgs["ours-no-personal"].seg.personalize == "none"
+    assert {cfgs[m].seg.personalize for m in ("zero-fill", "m3ae-style")} == {"none"}
+    for name, cfg in cfgs.items():  # everything a comparison holds fixed is the same for every method
+        assert cfg.data == base.data and cfg.net == base.net and cfg.seed == base.seed, name
+        if name != "zero-fill-long":
+            assert cfg.optim_mae == base.optim_mae and cfg.optim_seg == base.optim_seg, name
+    assert cfgs["ours-no-da"].seg == cfgs["ours"].seg and cfgs["ours-no-distill"].mae == cfgs["ours"].mae
+
+
+def test_configure_is_idempotent_for_every_method():
+    base = preset("tiny").with_fields({"optim_mae.steps": 30, "optim_seg.steps": 20})
+    for name in method_names():
+        once = configure(base, name)
+        assert configure(once).to_dict() == once.to_dict(), name
+        assert configure(configure(once, "ours"), name).seg.personalize == once.seg.personalize
+
+
+def test_zero_fill_long_gets_the_steps_of_both_stages():
+    base = preset("tiny").with_fields({"optim_mae.steps": 30, "optim_seg.steps": 20})
+    long = configure(base, "zero-fill-long")
+    assert (long.optim_seg.steps, long.optim_mae.steps) == (50, 0)
+    long.validate()  # no stage 1, so its step count may be 0
+    with pytest.raises(ConfigError, match="optim_mae: steps and batch size must be at least 1"):
+        long.with_fields({"method": "ours"}).validate()
+    assert get_method("zero-fill-long").objective == ZERO_FILL
+
+
+def test_a_new_entry_is_one_line_and_inconsistent_ones_are_refused():
+    added = Method("ours-no-cons", "ours without L_cons", has_mae=True, objective=CO_DISTILLATION,
+                   personalizes=True, overrides={"mae.w_cons": 0.0})
+    assert added.settings(preset("tiny")) == {"method": "ours-no-cons", "mae.w_cons": 0.0}
+    with pytest.raises(TypeError):
+        added.overrides["mae.w_pop"] = 0.0  # read-only
+    with pytest.raises(ValueError, match="needs the stage-1 MAE"):
+        Method("bad", "co-distillation without an MAE", has_mae=False, objective=CO_DISTILLATION, personalizes=True)
+    with pytest.raises(ValueError, match="unknown objective"):
+        Method("bad", "?", has_mae=True, objective="magic", personalizes=False)
