@@ -31,3 +31,17 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_image_atomically(image, path: str | Path) -> Path:
+    """Write a SimpleITK image (compressed when the name says ``.gz``) through a temporary file in the same
+    folder, then rename: a cancelled run leaves no half-written image."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes)
+    tmp = path.with_name(f".{path.name[: -len(suffix)]}.tmp{os.getpid()}{suffix}")
+    sitk.WriteImage(image, str(tmp), True)
+    os.replace(tmp, path)
+    return path

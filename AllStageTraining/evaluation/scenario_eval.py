@@ -13,7 +13,6 @@ Each case's images are read from disk once and handed to the predictor as Simple
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -22,6 +21,7 @@ import numpy as np
 
 from AllStageTraining.constants import SCENARIOS, Scenario
 from AllStageTraining.evaluation.tables import ScenarioTable
+from AllStageTraining.fileio import write_image_atomically
 
 #: Progress callback: (fraction done in [0, 1], short description of the current item).
 ProgressFn = Callable[[float, str], None]
@@ -30,17 +30,6 @@ ProgressFn = Callable[[float, str], None]
 def prediction_path(out_dir: str | Path, case_id: str, scenario: Scenario) -> Path:
     """Where the label map of ``case_id`` predicted in ``scenario`` lives: ``out_dir/pred/<case>/<short>.nii.gz``."""
     return Path(out_dir) / "pred" / case_id / f"{scenario.short}.nii.gz"
-
-
-def write_image_atomically(image, path: Path) -> None:
-    """Write a SimpleITK image to ``path`` through a temporary file in the same folder, then rename."""
-    import SimpleITK as sitk
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes)
-    tmp = path.with_name(f".{path.name[: -len(suffix)]}.tmp{os.getpid()}{suffix}")
-    sitk.WriteImage(image, str(tmp), True)
-    os.replace(tmp, path)
 
 
 def _on_grid_of(image, reference):

@@ -1,12 +1,13 @@
 """Model bundles: a folder or a ``.zip`` holding ``model.safetensors`` and ``bundle.json``. Never unpickled.
 
-``model.safetensors`` holds every tensor of the networks, named ``mae.<key>`` (absent for ``zero-fill``) and
-``seg.<key>`` (the segmenter, its hyper-network and its scenario-embedding buffer), all float32.
+``model.safetensors`` holds every tensor of the networks, named ``mae.<key>`` (absent for methods without an
+MAE) and ``seg.<key>`` (the segmenter, its hyper-network and its scenario-embedding buffer), all float32.
 ``bundle.json`` holds, as plain JSON:
 
 - ``format`` / ``format_version`` (checked on load), ``package_version``, ``created`` (UTC, ISO 8601)
 - ``modalities`` (channel order), ``scenarios`` (the 15, with short name, sequences and prompt text)
-- ``preprocessing`` (orientation, brain mask, crop margin, z-score and clip range, padding multiple)
+- ``preprocessing`` (orientation, brain mask, crop margin, z-score and clip range, ``pad_multiple``: the
+  network's ``net.size_divisor``)
 - ``inference`` (window, overlap, threshold, ET post-processing), ``labels`` (values, regions, convention)
 - ``text_encoder`` (identity: model name, pretrained tag, ``untrained`` flag; ``warning`` when untrained)
   and ``embeddings`` (15 x E lists of floats, the same values as the segmenter's buffer)
@@ -19,6 +20,9 @@ Loading checks, in order: the path exists; no file in the bundle is pickled (by 
 JSON parses; the format version is known; the checksums match; the safetensors header parses; the tensor
 names and shapes equal those of the networks built from the bundle's own config. Each failure raises a
 ``BundleError`` subclass with a one-line message naming the bundle, the file and what to do.
+
+Run folders are read by ``run_reader`` (``export_bundle`` turns one into a bundle); pickle detection and the
+tensor-versus-network check live in ``weights``, shared by both.
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ import torch
 
 from .. import __version__
 from ..config import RunConfig
-from ..fileio import sha256_file
 from ..constants import (
     ET_POSTPROCESS_MIN_MM3,
     LABEL_ED,
@@ -50,6 +53,7 @@ from ..constants import (
     REGIONS,
     SCENARIOS,
 )
+from ..methods import get_method
 from .errors import (
     BundleChecksumError,
     BundleFormatError,
@@ -58,24 +62,19 @@ from .errors import (
     BundlePickleError,
     BundleVersionError,
 )
+from .run_reader import read_run, run_provenance
+from .weights import PICKLE_SUFFIXES, StateDicts, build_checked_models, describe_shape, looks_pickled
 
 FORMAT_NAME = "AllStageSeg model bundle"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"
 META_FILE = "bundle.json"
-#: Multiple that the brain crop is padded to before the networks see it (2**(levels-1) at 4 levels).
-PAD_MULTIPLE = 8
-#: File name endings that mean pickled content (PyTorch checkpoints, pickles, joblib dumps).
-PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 INTENDED_USE = "Research use only; not a medical device; not for clinical use."
 UNTRAINED_TEXT_WARNING = (
     "UNTRAINED TEXT ENCODER: the scenario prompts were embedded by a randomly initialized text encoder "
     "(offline run); the embeddings are arbitrary but fixed codes, not CLIP semantics."
 )
 SYNTHETIC_NOTE = "Trained on synthetic data (SynthBraTS); not for clinical use."
-
-StateDicts = dict[str, dict[str, torch.Tensor] | None]
-
 
 # ----------------------------------------------------------------------------------------------- helpers
 def sha256_bytes(data: bytes) -> str:
@@ -91,19 +90,6 @@ def _content_sha256(meta: dict) -> str:
     return sha256_bytes(_canonical_json({k: v for k, v in meta.items() if k not in ("checksums", "content_sha256")}))
 
 
-def looks_pickled(name: str, head: bytes) -> bool:
-    """True when a file's name or first bytes say it holds a pickle (or a PyTorch ``torch.save`` archive).
-
-    ``head``: at least the first 4 bytes; pickle protocols 2-5 start with 0x80 followed by the protocol number;
-    a torch.save archive is a zip file whose members include ``data.pkl``.
-    """
-    if name.lower().endswith(PICKLE_SUFFIXES):
-        return True
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return True
-    return False
-
-
 def _zip_holds_pickle(data: bytes) -> bool:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as inner:
@@ -115,113 +101,6 @@ def _zip_holds_pickle(data: bytes) -> bool:
 def _round_trip_floats(values: np.ndarray) -> list:
     """float32 array -> nested lists of Python floats (exact: float32 -> float64 -> float32 is lossless)."""
     return np.asarray(values, dtype=np.float32).astype(np.float64).tolist()
-
-
-# ------------------------------------------------------------------------------------------- run folders
-def read_embeddings_json(path: str | Path) -> tuple[torch.Tensor, dict]:
-    """``RUN/seg/embeddings.json`` -> (embeddings float32 (15, E), text-encoder identity dict).
-
-    Accepts ``{"embeddings": [[...] x 15], "identity": {...}}`` and the flat variant in which the identity keys
-    sit beside ``"embeddings"``.
-    """
-    data = json.loads(Path(path).read_text())
-    if isinstance(data, list):
-        data = {"embeddings": data}
-    if "embeddings" not in data:
-        raise BundleFormatError(f"{path}: no 'embeddings' list; expected the file that train-seg writes")
-    embeddings = torch.tensor(data["embeddings"], dtype=torch.float32)
-    if embeddings.dim() != 2 or embeddings.shape[0] != len(SCENARIOS):
-        raise BundleFormatError(f"{path}: embeddings have shape {tuple(embeddings.shape)}, expected ({len(SCENARIOS)}, E)")
-    identity = data.get("identity")
-    if identity is None:
-        identity = {k: v for k, v in data.items() if k != "embeddings"}
-    return embeddings, dict(identity)
-
-
-def _load_safetensors_file(path: Path, what: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load
-
-    data = path.read_bytes()
-    if looks_pickled(path.name, data[:4]) or data[:4] == b"PK\x03\x04":
-        raise BundlePickleError(f"{path}: {what} is pickled content, which is never loaded; export weights with safetensors")
-    try:
-        return load(data)
-    except Exception as error:  # safetensors raises its own SafetensorError
-        raise BundleFormatError(f"{path}: not a readable safetensors file ({error})") from None
-
-
-def read_run(run_dir: str | Path) -> tuple[RunConfig, StateDicts, torch.Tensor | None, dict]:
-    """A ``train`` run folder -> (config, {"mae": state or None, "seg": state}, embeddings (15, E) or None,
-    text-encoder identity). Reads ``RUN/config.json``, ``RUN/mae/model.safetensors`` (when the method has an
-    MAE), ``RUN/seg/model.safetensors`` and ``RUN/seg/embeddings.json`` (when present)."""
-    run = Path(run_dir)
-    config_path = run / "config.json"
-    if not config_path.is_file():
-        raise BundleNotFoundError(f"{run}: no config.json; expected a folder written by `train` (RUN/config.json, RUN/seg/...)")
-    try:
-        cfg = RunConfig.load(config_path)
-    except (ValueError, TypeError) as error:
-        raise BundleFormatError(f"{config_path}: not a RunConfig ({error})") from None
-    seg_path = run / "seg" / MODEL_FILE
-    if not seg_path.is_file():
-        raise BundleNotFoundError(f"{run}: no seg/{MODEL_FILE}; has stage 2 (train-seg) finished?")
-    states: StateDicts = {"mae": None, "seg": _load_safetensors_file(seg_path, "the segmenter")}
-    if cfg.seg.method != "zero-fill":
-        mae_path = run / "mae" / MODEL_FILE
-        if not mae_path.is_file():
-            raise BundleNotFoundError(f"{run}: no mae/{MODEL_FILE}; method {cfg.seg.method!r} needs the stage-1 MAE")
-        states["mae"] = _load_safetensors_file(mae_path, "the MAE")
-    embeddings, identity = None, {}
-    embeddings_path = run / "seg" / "embeddings.json"
-    if embeddings_path.is_file():
-        embeddings, identity = read_embeddings_json(embeddings_path)
-    elif isinstance(states["seg"].get("embeddings"), torch.Tensor):
-        embeddings = states["seg"]["embeddings"].float()
-    return cfg, states, embeddings, identity
-
-
-# ------------------------------------------------------------------------------------------- networks
-def _describe(shape) -> str:
-    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
-
-
-def build_checked_models(cfg: RunConfig, states: StateDicts, embeddings: torch.Tensor | None, *, source: str):
-    """Build the networks for ``cfg`` and load ``states`` into them after checking names and shapes.
-
-    Returns (mae or None, segmenter), in eval mode on the CPU. Raises BundleMismatchError listing the first
-    differences (missing, unexpected and differently shaped tensors) with ``source`` in the message.
-    """
-    from ..nets.build import build_models
-
-    try:
-        mae, segmenter = build_models(cfg, embeddings)
-    except (ValueError, TypeError, RuntimeError) as error:
-        raise BundleMismatchError(f"{source}: its config does not build the networks ({error})") from None
-    problems: list[str] = []
-    for prefix, model in (("mae", mae), ("seg", segmenter)):
-        state = states.get(prefix)
-        if model is None:
-            if state:
-                problems.append(f"{len(state)} unexpected mae.* tensors (method {cfg.seg.method!r} has no MAE)")
-            continue
-        if state is None:
-            problems.append(f"no {prefix}.* tensors (method {cfg.seg.method!r} needs them)")
-            continue
-        expected = model.state_dict()
-        for key, value in expected.items():
-            if key not in state:
-                problems.append(f"missing {prefix}.{key} {_describe(value.shape)}")
-            elif tuple(state[key].shape) != tuple(value.shape):
-                problems.append(f"{prefix}.{key} has shape {_describe(state[key].shape)}, the config builds {_describe(value.shape)}")
-        problems += [f"unexpected {prefix}.{key}" for key in state if key not in expected]
-    if problems:
-        shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
-        raise BundleMismatchError(f"{source}: tensors do not match the networks built from its config: {shown}")
-    for prefix, model in (("mae", mae), ("seg", segmenter)):
-        if model is not None:
-            model.load_state_dict(states[prefix], strict=True)
-            model.eval()
-    return mae, segmenter
 
 
 # -------------------------------------------------------------------------------------------- writing
@@ -252,8 +131,8 @@ def bundle_metadata(
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
         "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-        "method": cfg.seg.method,
-        "has_mae": cfg.seg.method != "zero-fill",
+        "method": cfg.method,
+        "has_mae": get_method(cfg.method).has_mae,
         "modalities": list(MODALITIES),
         "scenarios": [
             {"index": s.index, "short": s.short, "modalities": list(s.modalities), "prompt": s.prompt}
@@ -266,7 +145,7 @@ def bundle_metadata(
             "crop_margin": preprocess.CROP_MARGIN,
             "normalization": "z-score over the brain per sequence; 0 outside the brain and in absent channels",
             "clip": [-preprocess.CLIP_Z, preprocess.CLIP_Z],
-            "pad_multiple": PAD_MULTIPLE,
+            "pad_multiple": cfg.net.size_divisor,
         },
         "inference": {
             "window": list(inference.window) if inference.window else None,
@@ -350,51 +229,19 @@ def write_bundle(
     return out
 
 
-def split_provenance(split_path: str | Path | None) -> dict:
-    """Provenance of a split file: its path, sha256, data root and case counts (empty when there is none)."""
-    if split_path is None or not Path(split_path).is_file():
-        return {}
-    path = Path(split_path)
-    info: dict[str, Any] = {"split_file": str(path.resolve()), "split_sha256": sha256_file(path)}
-    try:
-        split = json.loads(path.read_text())
-    except ValueError:
-        return info
-    info["data_root"] = split.get("data_root")
-    info["cases"] = {part: len(split.get(part, [])) for part in ("train", "val", "test")}
-    info["missing"] = split.get("missing")
-    ids = [i for part in ("train", "val", "test") for i in split.get(part, [])]
-    info["synthetic_data"] = bool(ids) and all(str(i).startswith("SynthBraTS") for i in ids)
-    return info
-
-
-def _find_split(run: Path) -> Path | None:
-    for candidate in (run / "split.json", run / "data" / "split.json", run.parent / "split.json"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def export_bundle(run_dir: str | Path, out_path: str | Path, meta: dict | None = None) -> Path:
     """Export a ``train`` run folder as a bundle (folder, or zip when ``out_path`` ends in ``.zip``).
 
     meta (all optional): ``"note"`` (free text, e.g. "trained on synthetic data"; set automatically when the
-    split's cases are all synthetic), ``"split"`` (the split file; default ``RUN/split.json`` when present),
+    split's cases are all synthetic), ``"split"`` (the split file, for a run folder without ``RUN/split.json``;
+    by default the provenance is ``RUN/split.json``, its path and sha256),
     ``"provenance"`` (extra provenance entries). The networks are rebuilt from the run's config and checked
     before anything is written, so an inconsistent run cannot produce a bundle.
     """
     meta = dict(meta or {})
-    run = Path(run_dir)
-    cfg, states, embeddings, identity = read_run(run)
-    build_checked_models(cfg, states, embeddings, source=str(run))
-    split_path = meta.get("split") or _find_split(run)
-    provenance: dict[str, Any] = {"run_dir": str(run.resolve()), **split_provenance(split_path)}
-    summary = run / "eval" / "summary.json"
-    if summary.is_file():
-        try:
-            provenance["evaluation"] = json.loads(summary.read_text())
-        except ValueError:
-            provenance["evaluation"] = None
+    cfg, states, embeddings, identity = read_run(run_dir)
+    build_checked_models(cfg, states, embeddings, source=str(run_dir))
+    provenance = run_provenance(run_dir, meta.get("split"))
     provenance.update(meta.get("provenance") or {})
     note = meta.get("note")
     if note is None and provenance.get("synthetic_data"):
@@ -518,7 +365,7 @@ def read_bundle(path: str | Path) -> tuple[RunConfig, StateDicts, torch.Tensor |
     if meta.get("embeddings") is not None:
         embeddings = torch.tensor(meta["embeddings"], dtype=torch.float32)
         if embeddings.dim() != 2 or embeddings.shape[0] != len(SCENARIOS):
-            raise BundleFormatError(f"bundle {bundle}: embeddings have shape {_describe(embeddings.shape)}, "
+            raise BundleFormatError(f"bundle {bundle}: embeddings have shape {describe_shape(embeddings.shape)}, "
                                     f"expected ({len(SCENARIOS)}, E)")
     return cfg, states, embeddings, meta
 

@@ -39,6 +39,7 @@ import torch
 from ..config import RunConfig
 from ..constants import MODALITIES, MODALITY_DISPLAY, Scenario, scenario_from_mask
 from ..nets.unet import use_channels_last
+from ..runtime import resolve_device
 from .errors import InputError
 
 #: progress(fraction in [0, 1], stage words)
@@ -65,19 +66,6 @@ class Prediction:
     log: list[str]
     timings: dict[str, float] = field(default_factory=dict)
     padded_shape: tuple[int, int, int] | None = None
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> CUDA when available, else CPU. Raises InputError when CUDA is asked for but absent."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown device {name!r}; use auto, cpu or cuda") from None
 
 
 def _read_inputs(images: Mapping[str, object]) -> dict[str, sitk.Image]:
@@ -143,7 +131,7 @@ class Predictor:
                     use_channels_last(model)
         self.meta = dict(meta or {})
         self.precision = precision
-        self.divisor = 2 ** (cfg.net.levels - 1)
+        self.divisor = cfg.net.size_divisor
 
     # ---------------------------------------------------------------------------------------- building
     @classmethod
@@ -157,8 +145,9 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str | torch.device = "auto", **kwargs) -> "Predictor":
-        """A predictor from a ``train`` run folder (RUN/config.json, RUN/mae/, RUN/seg/)."""
-        from .bundle import build_checked_models, read_run
+        """A predictor from a run folder (``layout.RunFolder``: config.json, mae/, seg/)."""
+        from .run_reader import read_run
+        from .weights import build_checked_models
 
         cfg, states, embeddings, identity = read_run(run_dir)
         mae, segmenter = build_checked_models(cfg, states, embeddings, source=str(run_dir))
@@ -267,7 +256,7 @@ class Predictor:
             log.append(f"reconstructed {', '.join(MODALITY_DISPLAY[m] for m in scenario.missing)} with the MAE")
             lap("reconstruct")
         elif scenario.missing:
-            log.append(f"no MAE in this model ({self.cfg.seg.method}): missing sequences are zero-filled")
+            log.append(f"no MAE in this model ({self.cfg.method}): missing sequences are zero-filled")
 
         report(0.5, "segmenting")
         index = torch.tensor([scenario.index], device=self.device)
