@@ -4,6 +4,8 @@ See ``AllStageTraining.benchmark`` for exactly what is measured. Writes ``OUT/be
 ``OUT/benchmark.md`` and prints the table.
 """
 
+from ..exit_codes import run_command
+
 HELP = "measure inference time and memory against MONAI's SegResNet, and training step rates"
 
 
@@ -18,16 +20,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import sys
+    return run_command(lambda: _benchmark(args))
 
+
+def _benchmark(args) -> int:
     from ..benchmark import markdown_table, run_benchmark
+    from ..runtime import resolve_device
 
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            print("ERROR: --device cuda but no CUDA GPU is available; use --device cpu", file=sys.stderr)
-            return 2
+    resolve_device(args.device)  # an unavailable GPU fails here, before anything is written
     report = run_benchmark(args.out, threads=args.threads, device=args.device, quick=args.quick,
                            bundle=args.bundle, say=lambda line: print(line, flush=True))
     print(markdown_table(report))

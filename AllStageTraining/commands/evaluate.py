@@ -5,13 +5,16 @@ label maps with BraTS values {0,1,2,4} (or {0,1,2,3}, BraTS 2023), each on the g
 label. Truth: any data folder that ``find_cases`` understands; cases without a label are not scored. Any
 method's predictions can be scored this way. Writes ``table.csv`` (per case), ``table_summary.csv``,
 ``table.md``, ``summary.json`` and ``heatmap.png`` into ``--out`` and prints the Markdown table.
-Exit codes: 0 scored, 2 bad input (no truth, no prediction at all, geometry mismatch, bad label values).
+Exit codes (``exit_codes``): 0 scored, 2 bad input (no truth, no prediction at all, geometry mismatch, bad
+label values), 1 anything unexpected.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+from AllStageTraining.exit_codes import run_command
 
 HELP = "score predictions laid out per case and scenario against ground truth (15 x 3 table)"
 
@@ -159,27 +162,26 @@ def _missing_report(missing: dict[str, list[str]], n_scenarios: int) -> list[str
 
 
 def run(args) -> int:
+    return run_command(lambda: _evaluate(args))
+
+
+def _evaluate(args) -> int:
     from AllStageTraining.constants import SCENARIOS, scenario_by_short
+    from AllStageTraining.exit_codes import UsageError
 
     try:
         scenarios = SCENARIOS if not args.scenarios else tuple(
             scenario_by_short(s.strip()) for s in args.scenarios.split(",") if s.strip())
     except ValueError as error:
-        print(f"ERROR: --scenarios: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--scenarios: {error}") from None
 
     def progress(done: int, total: int, case_id: str) -> None:
         print(f"PROGRESS {done / total:.3f} scored {case_id} ({done}/{total})", file=sys.stderr, flush=True)
 
     method = args.method or args.pred.resolve().name
-    try:
-        table, missing, notes = score_folder(
-            args.pred, args.truth, scenarios=scenarios, postprocess=args.postprocess_et,
-            hd95_cap=args.hd95_cap, et_min_mm3=args.et_min_mm3, method=method, progress=progress)
-    except EvaluationInputError as error:
-        print(f"ERROR: {error}", file=sys.stderr)
-        return 2
-
+    table, missing, notes = score_folder(
+        args.pred, args.truth, scenarios=scenarios, postprocess=args.postprocess_et,
+        hd95_cap=args.hd95_cap, et_min_mm3=args.et_min_mm3, method=method, progress=progress)
     for note in notes:
         print(f"WARNING: {note}", file=sys.stderr)
     n_missing = sum(len(v) for v in missing.values())

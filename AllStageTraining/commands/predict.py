@@ -2,9 +2,9 @@
 
 Output protocol (stdout, one line each, flushed): ``PROGRESS <fraction 0..1> <stage words>``, ``LOG <text>``
 and, on success, a final ``DONE <seconds>``. On failure one line ``ERROR: <what happened; what to do>`` on
-stderr and the exit code says which kind: 0 ok, 2 bad input (no sequence, unreadable file, empty or NaN
-image, geometry), 3 bundle error, 4 out of memory, 1 anything else. Outputs are written under a temporary
-name and renamed, so a cancelled run leaves no half-written file.
+stderr and the exit code says which kind (``exit_codes``): 0 ok, 2 bad input (no sequence, unreadable file,
+empty or NaN image, geometry), 3 bundle error, 4 out of memory, 5 device not available, 1 anything else.
+Outputs are written under a temporary name and renamed, so a cancelled run leaves no half-written file.
 
 Batch mode (``--input-dir DIR --output-dir OUT``) predicts every case that ``data.discovery.find_cases``
 finds, writing ``OUT/<case_id>/seg.nii.gz`` and ``OUT/<case_id>/recon/<modality>.nii.gz``; cases whose
@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import sys
 import time
+
+from ..exit_codes import run_command
+from ..runtime import DEVICE_CHOICES
 
 HELP = "segment one case (or a folder of cases) from any subset of the four sequences"
 
@@ -34,7 +37,7 @@ def add_arguments(parser) -> None:
     batch.add_argument("--input-dir", metavar="DIR", help="folder of cases in a BraTS layout")
     batch.add_argument("--output-dir", metavar="DIR", help="writes <case>/seg.nii.gz and <case>/recon/<modality>.nii.gz")
     parser.add_argument("--bundle", required=True, metavar="PATH", help="model bundle (folder or .zip) made by `export`")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="default: cuda when available")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: torch's choice)")
     parser.add_argument("--postprocess-et", action="store_true", help="BraTS post-processing: small ET volumes become NCR")
     parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
@@ -63,7 +66,7 @@ class _Progress:
 def _write_outputs(prediction, out_seg, recon_dir) -> list[str]:
     from pathlib import Path
 
-    from ..evaluation.scenario_eval import write_image_atomically
+    from ..fileio import write_image_atomically
 
     written = []
     if out_seg:
@@ -96,7 +99,8 @@ def _batch(args, predictor, progress: _Progress) -> int:
     from pathlib import Path
 
     from ..data.discovery import find_cases
-    from ..inference.errors import BundleError, InputError, exit_code_for, is_out_of_memory, one_line
+    from ..exit_codes import is_out_of_memory, one_line, report_error
+    from ..inference.errors import InputError
 
     if not args.output_dir:
         raise InputError("--input-dir needs --output-dir DIR")
@@ -120,53 +124,35 @@ def _batch(args, predictor, progress: _Progress) -> int:
                                            progress=lambda f, s, c=case.case_id: span(f, f"{c}: {s}"))
             _write_outputs(prediction, seg, out / "recon")
             _say(f"LOG {case.case_id}: {prediction.scenario.short}; " + "; ".join(prediction.log))
-        except (InputError, BundleError) as error:
-            print(f"ERROR: {case.case_id}: {one_line(error)}", file=sys.stderr, flush=True)
-            first_failure = first_failure or exit_code_for(error)
         except Exception as error:  # out of memory stops the batch: the next case would need as much
             if is_out_of_memory(error):
                 raise
-            print(f"ERROR: {case.case_id}: {type(error).__name__}: {one_line(error)}", file=sys.stderr, flush=True)
-            first_failure = first_failure or exit_code_for(error)
+            first_failure = first_failure or report_error(error, prefix=f"{case.case_id}: ")
     return first_failure
 
 
-def _message(error: BaseException, code: int, device: str) -> str:
-    from ..inference.errors import EXIT_OTHER, EXIT_OUT_OF_MEMORY, one_line
-
-    if code == EXIT_OUT_OF_MEMORY:
-        return (f"out of memory on {device} ({one_line(error)[:200]}); close other programs, use --device cpu, "
-                f"or set a sliding window in the bundle's config")
-    if code == EXIT_OTHER:
-        return f"{type(error).__name__}: {one_line(error)} (unexpected; please report it with the command line)"
-    return one_line(error)
-
-
 def run(args) -> int:
+    return run_command(lambda: _predict(args))
+
+
+def _predict(args) -> int:
+    from ..inference.errors import InputError
+    from ..runtime import resolve_device, set_threads
+
     started = time.perf_counter()
-    device = args.device
     try:
-        import torch
-
-        from ..inference.errors import InputError
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
-            try:
-                torch.set_num_interop_threads(1)
-            except RuntimeError:  # already set in this process
-                pass
+        set_threads(args.threads)
         batch = bool(args.input_dir)
         if not batch and not any(getattr(args, m) for m in MODALITY_FLAGS):
             raise InputError("no sequence given: pass at least one of --flair, --t1ce, --t1, --t2 (or --input-dir)")
         if batch and any(getattr(args, m) for m in MODALITY_FLAGS):
             raise InputError("use either --input-dir or --flair/--t1ce/--t1/--t2, not both")
+        device = resolve_device(args.device)
         progress = _Progress()
         progress(0.0, "loading model")
         from ..inference.predictor import Predictor
 
         predictor = Predictor.from_bundle(args.bundle, device, precision=args.precision)
-        device = str(predictor.device)
         if predictor.meta.get("text_encoder", {}).get("untrained"):
             _say("LOG warning: this bundle's scenario prompts were embedded by an UNTRAINED text encoder")
         if predictor.meta.get("note"):
@@ -182,9 +168,3 @@ def run(args) -> int:
     except KeyboardInterrupt:
         print("ERROR: cancelled; no partial output was written", file=sys.stderr, flush=True)
         return 130
-    except Exception as error:
-        from ..inference.errors import exit_code_for
-
-        code = exit_code_for(error)
-        print(f"ERROR: {_message(error, code, device)}", file=sys.stderr, flush=True)
-        return code

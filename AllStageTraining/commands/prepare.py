@@ -1,5 +1,7 @@
 """``prepare``: discover cases and write a split file (train/val/test, training-time missing sequences)."""
 
+from ..exit_codes import run_command
+
 HELP = "discover cases and write a split file (train/val/test, training-time missing sequences)"
 
 
@@ -22,30 +24,29 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    return run_command(lambda: _prepare(args))
+
+
+def _prepare(args) -> int:
     import sys
 
     from ..data.discovery import find_cases
     from ..data.splits import format_summary, make_split, parse_missing_rates, save_split
+    from ..exit_codes import UsageError
 
-    try:
-        cases, problems = find_cases(args.data, strict=False)
-        if problems and not args.skip_bad:
-            print(f"ERROR: {len(problems)} problem(s) with the cases in {args.data} "
-                  f"(pass --skip-bad to leave those cases out):", file=sys.stderr)
-            for line in problems:
-                print(f"  - {line}", file=sys.stderr)
-            return 2
+    cases, problems = find_cases(args.data, strict=False)
+    if problems and not args.skip_bad:
         for line in problems:
-            print(f"WARNING: skipped: {line}", file=sys.stderr)
-        if not cases:
-            print(f"ERROR: no usable BraTS case found in {args.data}", file=sys.stderr)
-            return 2
-        rates = parse_missing_rates(args.missing_rates) if args.missing_rates else None
-        split = make_split(cases, seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                           missing_ratio=args.missing_ratio, missing_rates=rates, data_root=args.data)
-    except ValueError as error:
-        print(f"ERROR: {error}", file=sys.stderr)
-        return 2
+            print(f"  - {line}", file=sys.stderr)
+        raise UsageError(f"{len(problems)} problem(s) with the cases in {args.data} (listed above; pass --skip-bad "
+                         "to leave those cases out)")
+    for line in problems:
+        print(f"WARNING: skipped: {line}", file=sys.stderr)
+    if not cases:
+        raise UsageError(f"no usable BraTS case found in {args.data}")
+    rates = parse_missing_rates(args.missing_rates) if args.missing_rates else None
+    split = make_split(cases, seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                       missing_ratio=args.missing_ratio, missing_rates=rates, data_root=args.data)
     save_split(split, args.out)
     print(format_summary(split))
     print(f"split written to {args.out}")

@@ -1,5 +1,7 @@
 """``synth``: write synthetic BraTS-2020-layout cases built on the MNI152 anatomy."""
 
+from ..exit_codes import run_command
+
 HELP = "write synthetic BraTS-2020-layout cases built on the MNI152 anatomy"
 
 
@@ -16,14 +18,17 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import sys
+    return run_command(lambda: _synth(args))
+
+
+def _synth(args) -> int:
     import time
 
+    from ..exit_codes import UsageError
     from ..synth import montage, synthesize
 
     if args.n < 1:
-        print("ERROR: --n must be at least 1", file=sys.stderr)
-        return 2
+        raise UsageError("--n must be at least 1")
     start = time.perf_counter()
 
     def report(done, total, case_dir):

@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
-import os
-
-from .training_options import add_common_arguments, prepare_process, report_error, resolve_config, user_errors
+from ..cli_options import add_training_options
+from ..exit_codes import run_command
 
 HELP = "stage 1: train the multimodal masked autoencoder on a prepared split"
 
 
 def add_arguments(parser) -> None:
-    add_common_arguments(parser, stage="mae")
+    add_training_options(parser, stage="mae")
 
 
 def run(args) -> int:
-    try:
-        prepare_process(args)
-        cfg = resolve_config(args, stage="mae")
-        from ..training.distributed import shutdown_runtime
-        from ..training.stage1 import train_mae
+    return run_command(lambda: _train(args))
 
-        try:
-            path = train_mae(cfg, args.split, args.out, resume=args.resume, device=args.device)
-        finally:
-            shutdown_runtime()
-    except user_errors() as error:
-        return report_error(error)
-    if int(os.environ.get("RANK", "0")) == 0:
+
+def _train(args) -> int:
+    from ..cli_options import print_config, setup, training_fields
+    from ..runtime import is_main_process
+    from ..training.distributed import shutdown_runtime
+    from ..training.stage1 import train_mae
+
+    device, cfg = setup(args, training_fields(args, stage="mae"))
+    if args.print_config:
+        return print_config(cfg)
+    try:
+        path = train_mae(cfg, args.split, args.out, resume=args.resume, device=device)
+    finally:
+        shutdown_runtime()
+    if is_main_process():
         print(f"MAE weights: {path}", flush=True)
     return 0

@@ -2,44 +2,42 @@
 
 from __future__ import annotations
 
-import os
-
 from pathlib import Path
 
-from .training_options import (
-    UsageError,
-    add_common_arguments,
-    add_seg_arguments,
-    prepare_process,
-    report_error,
-    resolve_config,
-    user_errors,
-)
+from ..cli_options import add_method_options, add_training_options
+from ..exit_codes import run_command
 
 HELP = "stage 2: train the segmenter (co-distillation, or a baseline) with a trained MAE"
 
 
 def add_arguments(parser) -> None:
-    add_common_arguments(parser, stage="seg")
-    parser.add_argument("--mae", type=Path, help="stage-1 output folder (holds model.safetensors); not for zero-fill")
-    add_seg_arguments(parser)
+    add_training_options(parser, stage="seg")
+    parser.add_argument("--mae", type=Path, help="stage-1 output folder (holds model.safetensors); not for methods "
+                        "without an MAE (zero-fill)")
+    add_method_options(parser)
 
 
 def run(args) -> int:
-    try:
-        prepare_process(args)
-        cfg = resolve_config(args, stage="seg")
-        if cfg.seg.method != "zero-fill" and args.mae is None:
-            raise UsageError(f"method {cfg.seg.method} needs --mae DIR (the output folder of train-mae)")
-        from ..training.distributed import shutdown_runtime
-        from ..training.stage2 import train_seg
+    return run_command(lambda: _train(args))
 
-        try:
-            path = train_seg(cfg, args.split, args.mae, args.out, resume=args.resume, device=args.device)
-        finally:
-            shutdown_runtime()
-    except user_errors() as error:
-        return report_error(error)
-    if int(os.environ.get("RANK", "0")) == 0:
+
+def _train(args) -> int:
+    from ..cli_options import print_config, setup, training_fields
+    from ..exit_codes import UsageError
+    from ..methods import get_method
+    from ..runtime import is_main_process
+    from ..training.distributed import shutdown_runtime
+    from ..training.stage2 import train_seg
+
+    device, cfg = setup(args, training_fields(args, stage="seg"))
+    if args.print_config:
+        return print_config(cfg)
+    if get_method(cfg.method).has_mae and args.mae is None:
+        raise UsageError(f"method {cfg.method} needs --mae DIR (the output folder of train-mae)")
+    try:
+        path = train_seg(cfg, args.split, args.mae, args.out, resume=args.resume, device=device)
+    finally:
+        shutdown_runtime()
+    if is_main_process():
         print(f"segmenter weights: {path}", flush=True)
     return 0

@@ -22,7 +22,8 @@ FIGURES = ("dice.png", "means.png", "synthesis.png", "overlays.png", "curves.png
 def _demo(out: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "AllStageTraining", "demo", "--quick", "--out", str(out),
-                           "--threads", "2", *extra], capture_output=True, text=True, env=env, timeout=1200)
+                           "--threads", "2", "--device", "cpu", *extra], capture_output=True, text=True, env=env,
+                          timeout=1200)
 
 
 def _mtimes(paths) -> dict[Path, int]:
@@ -69,9 +70,14 @@ def test_quick_demo_interrupted_then_completed(tmp_path):
         figure = out / "report" / "figures" / name
         assert figure.is_file() and figure.stat().st_size > 10_000, name
         assert f"figures/{name}" in report and f'src="figures/{name}"' in html
-    for method in ("ours", "zero-fill"):
+    for method, stages in (("ours", {"mae", "seg", "eval"}), ("zero-fill", {"seg", "eval"})):
         summary = json.loads((out / "runs" / method / "eval" / "summary.json").read_text())
         assert summary["n_scenarios_scored"] == len(SCENARIOS)
+        # the device given is the one training and evaluation used, and the report says so
+        runtime = json.loads((out / "runs" / method / "runtime.json").read_text())
+        assert set(runtime) == stages and {r["device"] for r in runtime.values()} == {"cpu"}, runtime
+        for stage in stages:
+            assert f"| `{method}` | {stage} | cpu | 2 |" in report
 
     # the bundle: says what it is, loads, and segments a test case given FLAIR and T1 only
     import SimpleITK as sitk

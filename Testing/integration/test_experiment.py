@@ -1,53 +1,42 @@
-"""``experiment``: the method configurations, MAE sharing between identical stage-1 settings, and a tiny grid
-that is extended on a rerun without redoing its finished cell."""
+"""``experiment``: MAE sharing between identical stage-1 settings, and a tiny grid that is extended on a rerun
+without redoing its finished cell."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
-from AllStageTraining.commands.experiment import METHODS, mae_identity, method_config
 from AllStageTraining.config import preset
-
-
-def test_method_configs_switch_off_one_part_each():
-    base = preset("tiny")
-    cfgs = {m: method_config(base, m) for m in METHODS}
-    assert cfgs["ours"].to_dict() == method_config(base, "ours").to_dict()
-    assert cfgs["zero-fill"].seg.method == "zero-fill" and cfgs["m3ae-style"].seg.method == "m3ae-style"
-    assert (cfgs["ours-no-da"].mae.w_pop, cfgs["ours-no-da"].mae.w_cons) == (0.0, 0.0)
-    assert (cfgs["m3ae-style"].mae.w_pop, cfgs["m3ae-style"].mae.w_cons) == (0.0, 0.0)
-    assert (cfgs["ours-no-distill"].seg.w_logit_distill, cfgs["ours-no-distill"].seg.w_feat_distill) == (0.0, 0.0)
-    assert cfgs["ours-no-personal"].seg.personalize == "none"
-    # everything a comparison must hold fixed is the same for every method
-    for cfg in cfgs.values():
-        assert cfg.to_dict()["data"] == base.to_dict()["data"] and cfg.to_dict()["net"] == base.to_dict()["net"]
-        assert cfg.optim_mae == base.optim_mae and cfg.optim_seg == base.optim_seg and cfg.seed == base.seed
-    # each ablation differs from ours in its own part only
-    assert cfgs["ours-no-da"].seg == cfgs["ours"].seg
-    assert cfgs["ours-no-distill"].mae == cfgs["ours"].mae
+from AllStageTraining.fileio import sha256_file
+from AllStageTraining.methods import configure, method_names
+from AllStageTraining.pipeline.run import mae_identity
 
 
 def test_identical_stage1_settings_share_one_mae(tmp_path):
     split = tmp_path / "split.json"
     split.write_text('{"train": ["a"]}')
     base = preset("tiny")
-    key = {m: mae_identity(method_config(base, m), split) for m in METHODS}
+    key = {m: mae_identity(configure(base, m), split) for m in method_names()}
     assert key["ours"] == key["ours-no-distill"] == key["ours-no-personal"]
     assert key["ours-no-da"] == key["m3ae-style"] != key["ours"]
     other_split = tmp_path / "other.json"
     other_split.write_text('{"train": ["b"]}')
-    assert mae_identity(method_config(base, "ours"), other_split) != key["ours"]
+    assert mae_identity(configure(base, "ours"), other_split) != key["ours"]
+    # what may change on resume does not change the key (cache folders, loader workers, logging cadence)
+    relaxed = base.with_fields({"data.cache_dir": "/elsewhere", "data.num_workers": 3, "optim_mae.log_every": 7})
+    assert mae_identity(configure(relaxed, "ours"), split) == key["ours"]
 
 
 def _experiment(data, out, methods: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "AllStageTraining", "experiment", "--data", str(data), "--out", str(out),
                "--methods", methods, "--ratios", "0.5", "--seeds", "0", "--preset", "tiny",
-               "--test-fraction", "0.17", "--val-fraction", "0", "--threads", "2",
+               "--test-fraction", "0.17", "--val-fraction", "0", "--threads", "2", "--device", "cpu",
                "--scenarios", "FC12,F1,C"]
     return subprocess.run(command, capture_output=True, text=True, timeout=900,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -79,3 +68,18 @@ def test_grid_resumes_without_redoing_finished_cells(synthetic_root, tmp_path):
     assert "| zero-fill |" in comparison and "| m3ae-style |" in comparison
     assert "r0.5_s0/m3ae-style/eval/table.md" in comparison
     assert (out / "comparison.png").stat().st_size > 10_000
+
+    # every cell recorded where its stages ran: the --device given, for training and evaluation alike
+    for method, stages in (("zero-fill", {"seg", "eval"}), ("m3ae-style", {"mae", "seg", "eval"})):
+        runtime = json.loads((out / "r0.5_s0" / method / "runtime.json").read_text())
+        assert set(runtime) == stages and {r["device"] for r in runtime.values()} == {"cpu"}, runtime
+        assert all(r["threads"] == 2 for r in runtime.values())
+
+    # an exported cell carries its split's provenance: the cell's split.json is a byte copy of the grid's split
+    split = out / "splits" / "r0.5_s0.json"
+    exported = subprocess.run([sys.executable, "-m", "AllStageTraining", "export", "--run", str(cell),
+                               "--out", str(tmp_path / "cell.zip")], capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0, exported.stderr
+    meta = json.loads(zipfile.ZipFile(tmp_path / "cell.zip").read("bundle.json"))
+    assert meta["provenance"]["split_sha256"] == sha256_file(split) == sha256_file(cell / "split.json")
+    assert meta["method"] == "zero-fill" and meta["provenance"]["evaluation"]["scenarios"] == ["FC12", "F1", "C"]

@@ -9,29 +9,39 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
-from AllStageTraining.commands.training_options import UsageError, add_common_arguments, add_seg_arguments, resolve_config
+from AllStageTraining.cli_options import add_method_options, add_training_options, config_from_args, training_fields
+from AllStageTraining.config import ConfigError
 from AllStageTraining.constants import SCENARIOS
 
 
 def _args(*argv: str, stage: str = "both") -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    add_common_arguments(parser, stage=stage)
-    add_seg_arguments(parser)
+    add_training_options(parser, stage=stage)
+    add_method_options(parser)
     return parser.parse_args(["--split", "s.json", "--out", "o", *argv])
+
+
+def resolve_config(args: argparse.Namespace, *, stage: str):
+    return config_from_args(args, training_fields(args, stage=stage), device=torch.device("cpu"))
 
 
 def test_options_resolve_in_order_preset_config_flags_then_set(tmp_path):
     partial = tmp_path / "partial.json"
     partial.write_text(json.dumps({"mae": {"w_pop": 0.5}, "optim_seg": {"lr": 0.01, "steps": 9}}))
     cfg = resolve_config(_args("--preset", "tiny", "--config", str(partial), "--steps", "7", "--batch-size", "3",
-                               "--method", "m3ae-style", "--no-logit-distill", "--allow-untrained-text-encoder",
+                               "--method", "zero-fill", "--no-logit-distill", "--allow-untrained-text-encoder",
                                "--set", "data.crop_size=[16,16,16]", "--set", "optim_seg.steps=11",
                                "--set", "seg.text.pretrained=none"), stage="both")
     assert cfg.preset == "tiny" and cfg.mae.w_pop == 0.5 and cfg.optim_seg.lr == 0.01
     assert cfg.optim_mae.steps == 7 and cfg.optim_seg.steps == 11 and cfg.optim_mae.batch_size == 3
-    assert cfg.seg.method == "m3ae-style" and cfg.seg.w_logit_distill == 0.0 and cfg.seg.w_feat_distill > 0
+    assert cfg.method == "zero-fill" and cfg.seg.w_logit_distill == 0.0 and cfg.seg.w_feat_distill > 0
+    assert cfg.seg.personalize == "none"  # the method's own settings
     assert cfg.data.crop_size == (16, 16, 16) and cfg.seg.text.pretrained is None and cfg.seg.text.allow_untrained
+    # the method's settings come last: m3ae-style trains stage 1 with L_rec only whatever the file says
+    m3ae = resolve_config(_args("--preset", "tiny", "--config", str(partial), "--method", "m3ae-style"), stage="both")
+    assert (m3ae.mae.w_pop, m3ae.mae.w_cons, m3ae.optim_seg.lr) == (0.0, 0.0, 0.01)
     only_mae = resolve_config(_args("--preset", "tiny", "--steps", "5", stage="mae"), stage="mae")
     assert only_mae.optim_mae.steps == 5 and only_mae.optim_seg.steps == 4
 
@@ -43,7 +53,7 @@ def test_options_resolve_in_order_preset_config_flags_then_set(tmp_path):
     (["--steps", "0"], "at least 1"),
 ])
 def test_bad_options_are_usage_errors(bad, message):
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(ConfigError, match=message):
         resolve_config(_args("--preset", "tiny", *bad), stage="both")
 
 
