@@ -15,6 +15,24 @@ def add_arguments(parser) -> None:
     parser.add_argument("--montage", metavar="PNG", default=None,
                         help="also draw the first cases (four sequences and labels) into this PNG")
     parser.add_argument("--montage-cases", type=int, default=4, help="cases in the montage (default 4)")
+    parser.add_argument("--head", action="store_true",
+                        help="put a head around each brain (CSF, skull, scalp, eyes, neck, noisy air): inputs that are "
+                             "NOT skull-stripped, on a grid taller by 46 mm")
+    parser.add_argument("--misalign", metavar="DEG,MM", type=_motion, default=None,
+                        help="move every sequence but FLAIR by a random rigid motion of exactly DEG degrees and MM mm; "
+                             "the truth goes to <case>/<case>_motion.json")
+
+
+def _motion(text: str) -> tuple[float, float]:
+    import argparse
+
+    try:
+        degrees, mm = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected DEG,MM such as 5,5, not {text!r}") from None
+    if degrees < 0 or mm < 0:
+        raise argparse.ArgumentTypeError(f"degrees and millimetres must not be negative: {text!r}")
+    return degrees, mm
 
 
 def run(args) -> int:
@@ -35,7 +53,7 @@ def _synth(args) -> int:
         print(f"PROGRESS {done / total:.3f} wrote {case_dir}", flush=True)
 
     folders = synthesize(args.out, args.n, spacing=args.spacing, seed=args.seed, start_index=args.start_index,
-                         progress=report)
+                         progress=report, head=args.head, misalign=args.misalign)
     if args.montage:
         path = montage(folders[: max(args.montage_cases, 1)], args.montage)
         print(f"montage: {path}")
