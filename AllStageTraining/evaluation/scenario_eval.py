@@ -47,6 +47,54 @@ def _on_grid_of(image, reference):
     return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, image.GetPixelID())
 
 
+class _Predictions:
+    """Label maps of (case, scenario): read back when written earlier, else predicted (from only that
+    scenario's sequences) and written; counts both. A case's images are read once, on its first prediction."""
+
+    def __init__(self, predictor, out_dir: Path):
+        self.predictor, self.out_dir = predictor, out_dir
+        self.computed, self.reused, self.seconds = 0, 0, 0.0
+        self._case_id: str | None = None
+        self._images: dict = {}
+
+    def labels(self, case, scenario: Scenario):
+        import SimpleITK as sitk
+
+        path = prediction_path(self.out_dir, case.case_id, scenario)
+        if path.exists():
+            self.reused += 1
+            return sitk.ReadImage(str(path))
+        if self._case_id != case.case_id:
+            self._images = {m: sitk.ReadImage(str(p)) for m, p in case.images.items()}
+            self._case_id = case.case_id
+        inputs = {m: (image if m in scenario.modalities else None) for m, image in self._images.items()}
+        start = time.perf_counter()
+        labels = self.predictor.predict(inputs, postprocess=False).labels
+        self.seconds += time.perf_counter() - start
+        write_image_atomically(labels, path)
+        self.computed += 1
+        return labels
+
+    def summary(self) -> dict:
+        return {"predictions_computed": self.computed, "predictions_reused": self.reused,
+                "seconds_per_prediction": round(self.seconds / self.computed, 3) if self.computed else None}
+
+
+def _reporter(progress: ProgressFn | None, total: int, method: str | None) -> tuple[ProgressFn, Callable[[], None]]:
+    """(report(fraction, what), close()): ``progress`` itself, or a tqdm bar when it is None."""
+    if progress is not None:
+        return progress, lambda: None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=f"evaluating {method or 'predictor'}", unit="prediction", leave=False)
+
+    def report(fraction: float, what: str) -> None:
+        bar.update(1)
+        bar.set_postfix_str(what)
+
+    return report, bar.close
+
+
 def evaluate_test_split(
     predictor,
     split: dict,
@@ -84,52 +132,20 @@ def evaluate_test_split(
         raise ValueError(f"test case(s) without all four sequences and a label cannot be evaluated in every "
                          f"scenario: {', '.join(incomplete)}")
     total = len(cases) * len(scenarios)
-    table = ScenarioTable(method)
-    bar = None
-    if progress is None:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc=f"evaluating {method or 'predictor'}", unit="prediction", leave=False)
-
-    n_predicted, n_reused, predict_seconds, done = 0, 0, 0.0, 0
-    for case in cases:
+    table, predictions = ScenarioTable(method), _Predictions(predictor, out_dir)
+    report, close = _reporter(progress, total, method)
+    for number, case in enumerate(cases):
         truth_image = sitk.ReadImage(str(case.label))
         truth = normalize_label_values(sitk.GetArrayFromImage(truth_image), case.case_id)
         spacing = truth_image.GetSpacing()[::-1]  # array (z, y, x) order
-        images: dict[str, object] | None = None  # read on the first scenario that needs a prediction
-        for scenario in scenarios:
-            path = prediction_path(out_dir, case.case_id, scenario)
-            if path.exists():
-                labels = sitk.ReadImage(str(path))
-                n_reused += 1
-            else:
-                if images is None:
-                    images = {m: sitk.ReadImage(str(p)) for m, p in case.images.items()}
-                inputs = {m: (images[m] if m in scenario.modalities else None) for m in images}
-                start = time.perf_counter()
-                labels = predictor.predict(inputs, postprocess=False).labels
-                predict_seconds += time.perf_counter() - start
-                write_image_atomically(labels, path)
-                n_predicted += 1
-            labels = _on_grid_of(labels, truth_image)
+        for k, scenario in enumerate(scenarios):
+            labels = _on_grid_of(predictions.labels(case, scenario), truth_image)
             pred = sitk.GetArrayFromImage(labels).astype(np.uint8, copy=False)
             table.add_variants(case.case_id, scenario.short,
                                score_prediction(pred, truth, spacing, postprocess=postprocess))
-            done += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"{case.case_id} {scenario.short}")
-            else:
-                progress(done / total, f"{case.case_id} {scenario.short}")
-    if bar is not None:
-        bar.close()
-
-    extra = {
-        "test_cases": [c.case_id for c in cases],
-        "scenarios": [s.short for s in scenarios],
-        "predictions_computed": n_predicted,
-        "predictions_reused": n_reused,
-        "seconds_per_prediction": round(predict_seconds / n_predicted, 3) if n_predicted else None,
-    }
+            report((number * len(scenarios) + k + 1) / total, f"{case.case_id} {scenario.short}")
+    close()
+    extra = {"test_cases": [c.case_id for c in cases], "scenarios": [s.short for s in scenarios],
+             **predictions.summary()}
     table.write(out_dir, extra=extra)
     return table

@@ -95,6 +95,37 @@ def _read_inputs(images: Mapping[str, object]) -> dict[str, sitk.Image]:
     return read
 
 
+def _reference_grid(read: Mapping[str, sitk.Image], reference: str | None) -> tuple[str, list[str]]:
+    """(the reference sequence, one log line per sequence resampled onto its grid); no lines: no resampling."""
+    from ..data.preprocess import Geometry
+
+    present = list(read)
+    if reference is not None and reference not in read:
+        raise InputError(f"reference sequence {reference!r} was not given; choose one of {', '.join(present)}")
+    ref_name = reference or present[0]
+    ref_grid = Geometry.of(read[ref_name])
+    log = []
+    for modality in present:
+        difference = ref_grid.difference(Geometry.of(read[modality]))
+        if difference is not None:
+            log.append(f"resampled {MODALITY_DISPLAY[modality]} (linear) onto the grid of "
+                       f"{MODALITY_DISPLAY[ref_name]}: its {difference[0]} {difference[1]}")
+    return ref_name, log
+
+
+class _Laps:
+    """Seconds per stage: ``lap(name)`` records the time since the previous lap (or creation)."""
+
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._clock, 4)
+        self._clock = now
+
+
 def _logit(probability: float) -> float:
     """The logit threshold equivalent to ``sigmoid(x) > probability`` (so no sigmoid pass is needed)."""
     if not 0.0 < probability < 1.0:
@@ -183,6 +214,37 @@ class Predictor:
         return sliding_window_inference(x, roi, 1, windowed, overlap=self.cfg.inference.overlap, mode="gaussian",
                                          with_coord=True)
 
+    def _padded_input(self, case) -> torch.Tensor:
+        """The case's cropped image as a (1, 4, *padded) tensor on the device, zero-padded at the end of each
+        axis to a multiple of the size divisor; the case gives up its own copy."""
+        crop_shape = case.brain.shape
+        padded = tuple(-(-s // self.divisor) * self.divisor for s in crop_shape)
+        x = torch.zeros((1, len(MODALITIES), *padded), dtype=torch.float32, device=self.device)
+        x[0, :, : crop_shape[0], : crop_shape[1], : crop_shape[2]] = torch.from_numpy(case.image)
+        case.image = None  # the tensor holds the only copy from here on
+        return x
+
+    def _synthesized(self, x: torch.Tensor, case, scenario: Scenario, crop) -> dict[str, np.ndarray]:
+        """The completed channels of the missing sequences, on the crop, in display scale (see the module
+        docstring), 0 outside the brain."""
+        brain = torch.from_numpy(case.brain).to(self.device)
+        out = {}
+        for channel, modality in enumerate(MODALITIES):
+            if modality in scenario.missing:
+                values = x[crop][channel].clamp(-5.0, 5.0).mul_(RECON_SCALE).add_(RECON_OFFSET)
+                out[modality] = values.mul_(brain).cpu().numpy()
+        return out
+
+    def _postprocess(self, labels: np.ndarray, case, log: list[str]) -> np.ndarray:
+        from ..evaluation.metrics import postprocess_et
+
+        before = int(np.count_nonzero(labels == 4))
+        labels = postprocess_et(labels, tuple(reversed(case.grid.spacing)))
+        after = int(np.count_nonzero(labels == 4))
+        log.append("ET post-processing: " + ("no change" if before == after else
+                                             f"{before} ET voxels below the minimum volume relabelled NCR"))
+        return labels
+
     @torch.inference_mode()
     def predict(self, images: Mapping[str, object], *, reference: str | None = None, postprocess: bool | None = None,
                 progress: ProgressFn | None = None) -> Prediction:
@@ -195,51 +257,28 @@ class Predictor:
         Raises InputError for unusable inputs (none given, unreadable, empty, all NaN, bad reference).
         """
         from ..data.labels import labels_from_regions
-        from ..data.preprocess import Geometry, load_case, to_reference_image
+        from ..data.preprocess import load_case, to_reference_image
 
         report = progress or (lambda fraction, stage: None)
-        log: list[str] = []
-        timings: dict[str, float] = {}
-        clock = time.perf_counter()
-
-        def lap(name: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            timings[name] = round(now - clock, 4)
-            clock = now
-
+        laps = _Laps()
         report(0.0, "reading images")
         read = _read_inputs(images)
-        present = list(read)
         scenario = scenario_from_mask(tuple(m in read for m in MODALITIES))
-        if reference is not None and reference not in read:
-            raise InputError(f"reference sequence {reference!r} was not given; choose one of {', '.join(present)}")
-        ref_name = reference or present[0]
-        ref_grid = Geometry.of(read[ref_name])
-        resample = False
-        for modality in present:
-            difference = ref_grid.difference(Geometry.of(read[modality]))
-            if difference is not None:
-                resample = True
-                log.append(f"resampled {MODALITY_DISPLAY[modality]} (linear) onto the grid of "
-                           f"{MODALITY_DISPLAY[ref_name]}: its {difference[0]} {difference[1]}")
-        lap("read")
+        ref_name, log = _reference_grid(read, reference)
+        laps.lap("read")
 
         report(0.1, "preprocessing")
         try:
-            case = load_case(read, case_id="input", resample=resample, reference=ref_name)
+            case = load_case(read, case_id="input", resample=bool(log), reference=ref_name)
         except ValueError as error:  # ImageError, GeometryError from the data layer
             raise InputError(str(error).replace("case input: ", "")) from None
         del read
         crop_shape = case.brain.shape
-        padded = tuple(-(-s // self.divisor) * self.divisor for s in crop_shape)
-        x = torch.zeros((1, len(MODALITIES), *padded), dtype=torch.float32, device=self.device)
-        x[0, :, : crop_shape[0], : crop_shape[1], : crop_shape[2]] = torch.from_numpy(case.image)
-        case.image = None  # the tensor holds the only copy from here on
+        x = self._padded_input(case)
         log.append(f"scenario {scenario.short} ({scenario.display}); brain crop {'x'.join(map(str, crop_shape))} "
-                   f"voxels, padded to {'x'.join(map(str, padded))}; device {self.device}, {self.precision}"
+                   f"voxels, padded to {'x'.join(map(str, x.shape[2:]))}; device {self.device}, {self.precision}"
                    f"{', channels-last' if self.channels_last else ''}")
-        lap("preprocess")
+        laps.lap("preprocess")
 
         crop = (0, slice(None), slice(0, crop_shape[0]), slice(0, crop_shape[1]), slice(0, crop_shape[2]))
         synthesized: dict[str, np.ndarray] = {}
@@ -247,38 +286,28 @@ class Predictor:
             report(0.2, "reconstructing " + ", ".join(MODALITY_DISPLAY[m] for m in scenario.missing))
             available = torch.tensor([scenario.mask], dtype=torch.bool, device=self.device)
             x = self._run_network(lambda v, box: self.mae.complete(v, available, box), x, crop_shape, len(MODALITIES))
-            brain = torch.from_numpy(case.brain).to(self.device)
-            for channel, modality in enumerate(MODALITIES):
-                if modality in scenario.missing:
-                    values = x[crop][channel].clamp(-5.0, 5.0).mul_(RECON_SCALE).add_(RECON_OFFSET)
-                    synthesized[modality] = values.mul_(brain).cpu().numpy()
-            del brain
+            synthesized = self._synthesized(x, case, scenario, crop)
             log.append(f"reconstructed {', '.join(MODALITY_DISPLAY[m] for m in scenario.missing)} with the MAE")
-            lap("reconstruct")
+            laps.lap("reconstruct")
         elif scenario.missing:
             log.append(f"no MAE in this model ({self.cfg.method}): missing sequences are zero-filled")
 
         report(0.5, "segmenting")
+        padded = tuple(x.shape[2:])
         index = torch.tensor([scenario.index], device=self.device)
         logits = self._run_network(lambda v, box: self.segmenter(v, index)["logits"], x, crop_shape, 3)
         del x
         labels = labels_from_regions(logits[crop], _logit(self.cfg.inference.threshold)).cpu().numpy()
         del logits
         labels[~case.brain] = 0
-        lap("segment")
+        laps.lap("segment")
 
         report(0.85, "mapping results back")
         if postprocess if postprocess is not None else self.cfg.inference.postprocess_et:
-            from ..evaluation.metrics import postprocess_et
-
-            before = int(np.count_nonzero(labels == 4))
-            labels = postprocess_et(labels, tuple(reversed(case.grid.spacing)))
-            after = int(np.count_nonzero(labels == 4))
-            log.append("ET post-processing: " + ("no change" if before == after else
-                                                 f"{before} ET voxels below the minimum volume relabelled NCR"))
+            labels = self._postprocess(labels, case, log)
         label_image = to_reference_image(labels, case, is_label=True)
         recon_images = {m: to_reference_image(v, case, is_label=False) for m, v in synthesized.items()}
-        lap("map back")
-        log.append("timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+        laps.lap("map back")
+        log.append("timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in laps.timings.items()))
         report(1.0, "done")
-        return Prediction(label_image, recon_images, scenario, log, timings, padded)
+        return Prediction(label_image, recon_images, scenario, log, laps.timings, padded)

@@ -275,6 +275,93 @@ def _check_resumable(saved: Mapping[str, Any], config: Mapping[str, Any], path: 
         )
 
 
+def _ddp_model(objective: nn.Module, runtime: Runtime) -> nn.Module:
+    """``objective`` wrapped in DistributedDataParallel under torchrun, itself otherwise."""
+    if not runtime.distributed:
+        return objective
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = runtime.device
+    return DistributedDataParallel(
+        objective,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        # every parameter of both stages' objectives takes part in every step; an objective that leaves
+        # some idle declares ``find_unused_parameters = True``
+        find_unused_parameters=bool(getattr(objective, "find_unused_parameters", False)),
+    )
+
+
+@dataclass
+class _Session:
+    """A stage's training between steps: its checkpoint file, what must not change on resume, validation."""
+
+    name: str
+    objective: nn.Module
+    step_runner: TrainStep
+    optim: OptimConfig
+    runtime: Runtime
+    ckpt_path: Path
+    config: dict[str, Any]
+    validate: Validator | None
+
+    def resume(self) -> int:
+        """Load the checkpoint (model, optimizer, scheduler, scaler, RNG states); the step it was written at."""
+        runtime = self.runtime
+        state = load_checkpoint(self.ckpt_path, map_location=runtime.device)
+        if state.get("stage") != self.name:
+            raise ValueError(f"{self.ckpt_path} belongs to stage {state.get('stage')!r}, not {self.name!r}")
+        _check_resumable(state.get("config", {}), self.config, self.ckpt_path)
+        self.step_runner.load_state_dict(state)
+        set_rng_states(state["rng"][min(runtime.rank, len(state["rng"]) - 1)])
+        if int(state.get("world_size", runtime.world_size)) != runtime.world_size and runtime.is_main:
+            print(f"[{self.name}] warning: checkpoint was written with {state['world_size']} processes, resuming "
+                  f"with {runtime.world_size}: the data order differs from an uninterrupted run", flush=True)
+        return int(state["step"])
+
+    def checkpoint(self, step: int) -> None:
+        runtime = self.runtime
+        states: list[Any] = [rng_states()]  # one entry per rank
+        if runtime.distributed:
+            states = [None] * runtime.world_size
+            torch.distributed.all_gather_object(states, rng_states())
+        if runtime.is_main:
+            save_checkpoint(self.ckpt_path, {
+                "stage": self.name, "step": step,
+                "samples_seen": step * samples_per_step(self.optim.batch_size, runtime),
+                "world_size": runtime.world_size, "config": self.config, "rng": states,
+                **self.step_runner.state_dict(),
+            })
+
+    def validation(self, step: int, log: ProgressLog) -> None:
+        if self.validate is not None and self.runtime.is_main:
+            self.objective.eval()
+            with torch.no_grad():
+                values = self.validate(self.objective, step, log.writer)
+            self.objective.train()
+            if values:
+                log.line(f"[{self.name}] validation at step {step}: "
+                         + " ".join(f"{k} {v:.4f}" for k, v in values.items()))
+        barrier(self.runtime)
+
+    def run_steps(self, dataset: Dataset, start: int, seed: int, num_workers: int, log: ProgressLog) -> None:
+        """Steps ``start + 1 .. optim.steps``: checkpoints every ``ckpt_every``, validation every ``val_every``,
+        both at the end."""
+        optim, runtime = self.optim, self.runtime
+        loader = make_loader(dataset, optim.batch_size, runtime, start_step=start, total_steps=optim.steps,
+                             num_workers=num_workers, seed=seed)
+        step = start
+        for batch in loader:
+            terms = self.step_runner(to_device(batch, runtime.device), step_generator(seed, step, runtime.rank))
+            step += 1
+            log.update(step, terms, self.step_runner.lr)
+            if step % max(1, optim.ckpt_every) == 0 or step == optim.steps:
+                self.checkpoint(step)
+            if (optim.val_every and step % optim.val_every == 0) or step == optim.steps:
+                self.validation(step, log)
+            if step >= optim.steps:
+                break
+
+
 def train_loop(
     *,
     name: str,
@@ -291,98 +378,32 @@ def train_loop(
 ) -> LoopResult:
     """Train ``objective`` for ``optim.steps`` steps over ``dataset`` and return it (unwrapped, on the device).
 
-    ``config`` (the resolved run configuration as a dict) and ``optim`` are stored in the checkpoint; resuming
-    under different ones is refused (only ``val_every``, ``ckpt_every`` and ``log_every`` may change). ``validate`` runs on rank 0 every ``optim.val_every`` steps and at the end.
+    ``config`` (the stage's ``RunConfig.fingerprint``) and ``optim.fingerprint()`` are stored in the
+    checkpoint; resuming under different ones is refused (the logging, validation and checkpoint cadence may
+    change). ``validate`` runs on rank 0 every ``optim.val_every`` steps and at the end.
     """
     out_dir = Path(out_dir)
     if runtime.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-    device = runtime.device
-    if device.type == "cuda":
+    if runtime.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop sizes: let cuDNN pick the fastest kernels once
     seed_everything(seed, runtime.rank)
-    place_on_device(objective, device)
+    place_on_device(objective, runtime.device)
     objective.train()
-    model: nn.Module = objective
-    if runtime.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(
-            objective,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            # every parameter of both stages' objectives takes part in every step; an objective that leaves
-            # some idle declares ``find_unused_parameters = True``
-            find_unused_parameters=bool(getattr(objective, "find_unused_parameters", False)),
-        )
-    step_runner = TrainStep(model, objective, optim, device)
-    # what must not change between a run and its resume (logging/validation/checkpoint cadence may)
-    config = {"run": dict(config or {}), "optim": optim.fingerprint()}
-
-    ckpt_path = out_dir / CHECKPOINT_NAME
+    session = _Session(name, objective, TrainStep(_ddp_model(objective, runtime), objective, optim, runtime.device),
+                       optim, runtime, out_dir / CHECKPOINT_NAME,
+                       {"run": dict(config or {}), "optim": optim.fingerprint()}, validate)
     start = 0
-    log = None
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device)
-        if state.get("stage") != name:
-            raise ValueError(f"{ckpt_path} belongs to stage {state.get('stage')!r}, not {name!r}")
-        _check_resumable(state.get("config", {}), config, ckpt_path)
-        step_runner.load_state_dict(state)
-        set_rng_states(state["rng"][min(runtime.rank, len(state["rng"]) - 1)])
-        start = int(state["step"])
-        if int(state.get("world_size", runtime.world_size)) != runtime.world_size and runtime.is_main:
-            print(f"[{name}] warning: checkpoint was written with {state['world_size']} processes, resuming with "
-                  f"{runtime.world_size}: the data order differs from an uninterrupted run", flush=True)
+    if resume and session.ckpt_path.exists():
+        start = session.resume()
     elif resume and runtime.is_main:
         print(f"[{name}] no checkpoint in {out_dir}: starting from step 0", flush=True)
-
-    def checkpoint(step: int) -> None:
-        states: list[Any] = [rng_states()]  # one entry per rank
-        if runtime.distributed:
-            states = [None] * runtime.world_size
-            torch.distributed.all_gather_object(states, rng_states())
-        if runtime.is_main:
-            payload = {
-                "stage": name,
-                "step": step,
-                "samples_seen": step * samples_per_step(optim.batch_size, runtime),
-                "world_size": runtime.world_size,
-                "config": config,
-                "rng": states,
-                **step_runner.state_dict(),
-            }
-            save_checkpoint(ckpt_path, payload)
-
-    def run_validation(step: int) -> None:
-        if validate is not None and runtime.is_main:
-            objective.eval()
-            with torch.no_grad():
-                values = validate(objective, step, log.writer)
-            objective.train()
-            if values:
-                log.line(f"[{name}] validation at step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in values.items()))
-        barrier(runtime)
-
     log = ProgressLog(name, out_dir, optim.steps, start, optim.log_every, runtime)
     if start > 0:
         log.line(f"[{name}] resumed from step {start}/{optim.steps}")
     try:
         if start < optim.steps:
-            loader = make_loader(
-                dataset, optim.batch_size, runtime, start_step=start, total_steps=optim.steps,
-                num_workers=num_workers, seed=seed,
-            )
-            step = start
-            for batch in loader:
-                generator = step_generator(seed, step, runtime.rank)
-                terms = step_runner(to_device(batch, device), generator)
-                step += 1
-                log.update(step, terms, step_runner.lr)
-                if step % max(1, optim.ckpt_every) == 0 or step == optim.steps:
-                    checkpoint(step)
-                if (optim.val_every and step % optim.val_every == 0) or step == optim.steps:
-                    run_validation(step)
-                if step >= optim.steps:
-                    break
+            session.run_steps(dataset, start, seed, num_workers, log)
         else:
             log.line(f"[{name}] checkpoint is already at the last step ({start}); nothing to train")
     finally:
