@@ -2,7 +2,9 @@
 
 Every function takes the scene as an argument. Files are written and read by Slicer's own volume storage
 node, which converts between the node's IJK-to-RAS geometry and NIfTI's LPS convention, so geometry survives
-the round trip exactly. Segments keep the BraTS label values (NCR 1, ED 2, ET 4) on export.
+the round trip exactly. Segments keep the BraTS label values (NCR 1, ED 2, ET 4) on export. Results either
+go into new nodes or replace the content of existing ones (an output segmentation the user chose, and the
+synthesized volumes linked to it), so that re-running does not pile up nodes of the same name.
 """
 
 from __future__ import annotations
@@ -14,14 +16,29 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from AllStageTraining.constants import MODALITY_DISPLAY
+from AllStageTraining.constants import MODALITIES, MODALITY_DISPLAY
 
+from .geometry import array_to_matrix, grid_in_reference_frame, ijk_to_ras
 from .labels import color_table_node, terminology_string
 
 #: Node attribute naming the sequence a synthesized volume stands for (e.g. "t2").
 SYNTHESIZED_ATTRIBUTE = "AllStageSeg.Synthesized"
 #: Node attribute on a result segmentation: the sequences it was computed from, e.g. "flair,t1".
 INPUTS_ATTRIBUTE = "AllStageSeg.Inputs"
+#: Node-reference role (+ sequence) from a result segmentation to the volume synthesized with it.
+SYNTHESIZED_ROLE = "AllStageSeg.Synthesized."
+
+
+def headless_scene():
+    """A new MRML scene set up as Slicer's application sets up its own, for use without the application
+    (tests, measurements): the default colour tables and the segmentation logic, which registers the
+    segmentation converter rules."""
+    scene = slicer.vtkMRMLScene()
+    colors = slicer.vtkMRMLColorLogic()
+    colors.SetMRMLScene(scene)
+    colors.AddDefaultColorNodes()
+    slicer.vtkSlicerSegmentationsModuleLogic().SetMRMLScene(scene)
+    return scene
 
 
 def _volume_storage_node(path: Path):
@@ -31,19 +48,36 @@ def _volume_storage_node(path: Path):
     return storage
 
 
-def write_volume(node, path: Path) -> Path:
-    """Write a volume node's voxels and geometry to ``path`` (.nii: uncompressed, fast; .nii.gz)."""
+def write_volume(node, path: Path, grid: np.ndarray | None = None) -> Path:
+    """Write a volume node's voxels to ``path`` (.nii: uncompressed, fast; .nii.gz) with its own geometry, or
+    with the IJK-to-RAS matrix ``grid`` (4x4) instead; the node itself is not changed."""
     path = Path(path)
-    if not _volume_storage_node(path).WriteData(node):
+    source = node
+    if grid is not None:
+        source = slicer.vtkMRMLScalarVolumeNode()  # outside the scene: shares the voxels, not the geometry
+        source.SetAndObserveImageData(node.GetImageData())
+        source.SetIJKToRASMatrix(array_to_matrix(grid))
+    if not _volume_storage_node(path).WriteData(source):
         raise OSError(f"cannot write volume {node.GetName()!r} to {path}")
     return path
 
 
-def write_inputs(inputs: dict, folder: Path) -> dict[str, Path]:
-    """Write each chosen input volume (sequence -> node; None = not chosen) to ``folder/<sequence>.nii``."""
+def write_inputs(inputs: dict, folder: Path, reference: str | None = None) -> dict[str, Path]:
+    """Write each chosen input volume (sequence -> node; None = not chosen) to ``folder/<sequence>.nii``.
+
+    Each file carries its volume's grid in the frame of ``reference``'s volume (default: the first input), so
+    an unhardened linear transform between them is applied (see ``geometry``).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    return {m: write_volume(node, folder / f"{m}.nii") for m, node in inputs.items() if node is not None}
+    present = {m: node for m, node in inputs.items() if node is not None}
+    reference_node = present[reference or next(iter(present))]
+    files = {}
+    for modality, node in present.items():
+        grid = grid_in_reference_frame(node, reference_node)
+        files[modality] = write_volume(node, folder / f"{modality}.nii",
+                                       None if np.allclose(grid, ijk_to_ras(node), atol=1e-9) else grid)
+    return files
 
 
 def read_volume(scene, path: Path, name: str, class_name: str = "vtkMRMLScalarVolumeNode"):
@@ -116,6 +150,19 @@ def load_segmentation(scene, label_file: Path, reference_node, name: str):
     return segmentation
 
 
+def replace_segments(scene, target, loaded, reference_node):
+    """Give the segmentation node ``target`` the segments, geometry and colour table of ``loaded`` (a node
+    from :func:`load_segmentation`), then remove ``loaded``; returns ``target``."""
+    target.GetSegmentation().DeepCopy(loaded.GetSegmentation())  # label values and shared labelmaps kept
+    target.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
+    target.SetLabelmapConversionColorTableNodeID(loaded.GetLabelmapConversionColorTableNodeID())
+    if target.GetDisplayNode() is None:
+        target.CreateDefaultDisplayNodes()
+    _copy_transform(target, reference_node)
+    remove_node(scene, loaded)
+    return target
+
+
 def _complete_segments(segmentation_node, colors) -> None:
     """Name, colour and tag every label of the colour table's segment; add empty ones for absent labels."""
     segmentation = segmentation_node.GetSegmentation()
@@ -141,25 +188,60 @@ def _complete_segments(segmentation_node, colors) -> None:
         segment.SetTerminology(terminology_string(colors, value))
 
 
-def load_synthesized(scene, files: dict[str, Path], reference_node) -> dict:
+def linked_synthesized(segmentation_node) -> dict:
+    """Sequence -> the synthesized volume node linked to a result segmentation (by an earlier run)."""
+    if segmentation_node is None:
+        return {}
+    linked = {m: segmentation_node.GetNodeReference(SYNTHESIZED_ROLE + m) for m in MODALITIES}
+    return {m: node for m, node in linked.items() if node is not None}
+
+
+def link_synthesized(segmentation_node, synthesized: dict) -> None:
+    """Make ``synthesized`` (sequence -> volume node) the volumes linked to the segmentation; unlink the rest."""
+    for modality in MODALITIES:
+        node = synthesized.get(modality)
+        segmentation_node.SetNodeReferenceID(SYNTHESIZED_ROLE + modality, node.GetID() if node else None)
+
+
+def load_synthesized(scene, files: dict[str, Path], reference_node, reuse: dict | None = None) -> dict:
     """Scalar volumes named like "T2 (synthesized)" from ``predict``'s reconstructions (sequence -> file).
 
     Each carries the attribute ``AllStageSeg.Synthesized = <sequence>`` and sits beside ``reference_node``.
+    A sequence in ``reuse`` (sequence -> existing volume node) has that node's voxels and geometry replaced
+    (its name and display kept); the others get new nodes with names that no other node has. Nothing is
+    replaced until every file has been read.
     """
-    nodes = {}
+    reuse = reuse or {}
+    loaded = {}
     try:
         for modality, path in files.items():
-            node = read_volume(scene, Path(path), f"{MODALITY_DISPLAY[modality]} (synthesized)")
-            nodes[modality] = node
-            node.SetAttribute(SYNTHESIZED_ATTRIBUTE, modality)
-            node.CreateDefaultDisplayNodes()
-            _copy_transform(node, reference_node)
-            place_beside(scene, node, reference_node)
+            name = f"{MODALITY_DISPLAY[modality]} (synthesized)"
+            loaded[modality] = read_volume(scene, Path(path), name if modality in reuse else scene.GenerateUniqueName(name))
     except Exception:
-        for node in nodes.values():
+        for node in loaded.values():
             remove_node(scene, node)
         raise
+    nodes = {}
+    for modality, node in loaded.items():
+        if modality in reuse:
+            node = _replace_voxels(scene, reuse[modality], node)
+        else:
+            node.CreateDefaultDisplayNodes()
+        node.SetAttribute(SYNTHESIZED_ATTRIBUTE, modality)
+        _copy_transform(node, reference_node)
+        place_beside(scene, node, reference_node)
+        nodes[modality] = node
     return nodes
+
+
+def _replace_voxels(scene, target, loaded):
+    """Move ``loaded``'s voxels and geometry into ``target`` and remove ``loaded``; returns ``target``."""
+    target.SetAndObserveImageData(loaded.GetImageData())
+    target.SetIJKToRASMatrix(array_to_matrix(ijk_to_ras(loaded)))
+    remove_node(scene, loaded)
+    if target.GetDisplayNode() is None:
+        target.CreateDefaultDisplayNodes()
+    return target
 
 
 def export_labelmap(scene, segmentation_node, reference_node, name: str = "exported labels"):
@@ -180,33 +262,3 @@ def voxels(volume_node) -> np.ndarray:
     image = volume_node.GetImageData()
     i, j, k = image.GetDimensions()
     return numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(k, j, i).copy()
-
-
-def ijk_to_ras(volume_node) -> np.ndarray:
-    """The node's 4x4 IJK-to-RAS matrix."""
-    matrix = vtk.vtkMatrix4x4()
-    volume_node.GetIJKToRASMatrix(matrix)
-    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
-
-
-def geometry_notes(inputs: dict, reference: str, tolerance: float = 1e-3) -> list[str]:
-    """One sentence per input whose voxel grid differs from the reference's (it will be resampled onto it).
-
-    ``inputs`` maps sequences to volume nodes (present ones only); ``reference`` is one of its keys.
-    """
-    ref = inputs[reference]
-    ref_dims = ref.GetImageData().GetDimensions()
-    ref_matrix = ijk_to_ras(ref)
-    notes = []
-    for modality, node in inputs.items():
-        if modality == reference:
-            continue
-        dims = node.GetImageData().GetDimensions()
-        if dims == ref_dims and np.allclose(ijk_to_ras(node), ref_matrix, atol=tolerance):
-            continue
-        spacing = "x".join(f"{s:g}" for s in node.GetSpacing())
-        ref_spacing = "x".join(f"{s:g}" for s in ref.GetSpacing())
-        notes.append(f"{MODALITY_DISPLAY[modality]} ({spacing} mm, {dims[0]}x{dims[1]}x{dims[2]}) is resampled onto "
-                     f"the {MODALITY_DISPLAY[reference]} grid ({ref_spacing} mm, "
-                     f"{ref_dims[0]}x{ref_dims[1]}x{ref_dims[2]}).")
-    return notes

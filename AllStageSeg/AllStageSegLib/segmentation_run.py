@@ -17,10 +17,10 @@ from pathlib import Path
 from AllStageTraining.constants import MODALITIES
 
 from . import mrml_io
+from .geometry import choose_reference, geometry_notes
 from .predict_process import (CANCELLED, FAILED, RUNNING, SUCCEEDED, PredictOptions, PredictProcess,
                               ProgressUpdate, child_environment, predict_command, wait_until_finished)
 from .readiness import segment_blocker
-from .resources import training_package_parent
 
 
 @dataclass
@@ -32,34 +32,35 @@ class RunResult:
     reference: str  # the sequence whose geometry the outputs share
     seconds: float  # wall time of the whole run
     notes: list[str] = field(default_factory=list)  # things the user should know (resampling, ...)
+    warnings: list[str] = field(default_factory=list)  # predict's warnings and notes (the bundle's, ...)
 
 
 class SegmentationRun:
-    """Segment the inputs (sequence -> volume node, None = absent) with a model bundle, in the background."""
+    """Segment the inputs (sequence -> volume node, None = absent) with a model bundle, in the background.
+
+    ``reference``: the sequence whose grid the outputs take (None or "auto": the finest among the inputs).
+    ``output``: an existing segmentation node whose segments the result replaces (None: a new node); the
+    synthesized volumes linked to it by an earlier run are reused.
+    """
 
     def __init__(self, scene, inputs: dict, bundle: str | Path, *, device: str = "auto",
                  postprocess_et: bool = False, synthesize: bool = True, reference: str | None = None,
-                 python_executable: str | Path = sys.executable, python_path: list[Path] | None = None,
-                 name: str | None = None):
+                 output=None, python_executable: str | Path = sys.executable, name: str | None = None):
         self.scene = scene
         self.inputs = {m: inputs[m] for m in MODALITIES if inputs.get(m) is not None}
         blocker = segment_blocker({m: node.GetID() for m, node in self.inputs.items()}, bundle)
         if blocker:
             raise ValueError(blocker)
-        if reference is not None and reference not in self.inputs:
-            raise ValueError(f"the reference sequence {reference!r} is not among the inputs {list(self.inputs)}")
-        self.reference = reference or next(iter(self.inputs))
+        self.reference = choose_reference(self.inputs, reference)
+        self.notes = geometry_notes(self.inputs, self.reference)  # also refuses transforms it cannot follow
         self.bundle = Path(bundle)
         self.device = device
         self.postprocess_et = postprocess_et
         self.synthesize = synthesize
+        self.output = output
         self.python_executable = python_executable
-        if python_path is None:
-            parent = training_package_parent()
-            python_path = [parent] if parent else []
-        self.python_path = python_path
         self.name = name or f"{self.inputs[self.reference].GetName()} tumour"
-        self.notes = mrml_io.geometry_notes(self.inputs, self.reference)
+        self.warnings: list[str] = []
         self.timings: dict[str, float] = {}
         self.result: RunResult | None = None
         self.error = ""
@@ -72,7 +73,7 @@ class SegmentationRun:
         self._started = time.perf_counter()
         self._folder = Path(tempfile.mkdtemp(prefix="AllStageSeg-"))
         try:
-            files = mrml_io.write_inputs(self.inputs, self._folder / "inputs")
+            files = mrml_io.write_inputs(self.inputs, self._folder / "inputs", self.reference)
             self.timings["write_inputs_s"] = time.perf_counter() - self._started
             options = PredictOptions(
                 inputs=files, bundle=self.bundle, out_seg=self._folder / "segmentation.nii",
@@ -81,7 +82,7 @@ class SegmentationRun:
                 reference=self.reference if self.reference != next(iter(self.inputs)) else None)
             tick = time.perf_counter()
             self.process = PredictProcess(predict_command(options, self.python_executable),
-                                          child_environment(self.python_path)).start()
+                                          child_environment()).start()
             self.timings["start_process_s"] = time.perf_counter() - tick
         except Exception:
             self._cleanup()
@@ -100,6 +101,7 @@ class SegmentationRun:
         """Progress since the last call; loads the outputs into the scene once ``predict`` has succeeded."""
         update = self.process.poll()
         self.notes += [line.strip() for line in update.new_log if "resampl" in line.lower()]
+        self.warnings += [line.strip() for line in update.new_log if line.lower().startswith(("warning", "note:"))]
         if update.state == SUCCEEDED and self.result is None and not self.error:
             try:
                 self._load_outputs()
@@ -117,23 +119,27 @@ class SegmentationRun:
     def _load_outputs(self) -> None:
         tick = time.perf_counter()
         reference_node = self.inputs[self.reference]
+        files = {m: self._folder / "synthesized" / f"{m}.nii.gz" for m in MODALITIES if m not in self.inputs} \
+            if self.synthesize else {}
+        lost = [p.name for p in files.values() if not p.is_file()]
+        if lost:
+            raise OSError(f"predict wrote no synthesized {', '.join(lost)}")
+        reuse = mrml_io.linked_synthesized(self.output)
         segmentation = mrml_io.load_segmentation(self.scene, self._folder / "segmentation.nii", reference_node,
                                                  self.scene.GenerateUniqueName(self.name))
-        synthesized = {}
-        if self.synthesize:
-            files = {m: self._folder / "synthesized" / f"{m}.nii.gz" for m in MODALITIES if m not in self.inputs}
-            lost = [str(p.name) for p in files.values() if not p.is_file()]
-            try:
-                if lost:
-                    raise OSError(f"predict wrote no synthesized {', '.join(lost)}")
-                synthesized = mrml_io.load_synthesized(self.scene, files, reference_node)
-            except Exception:
-                mrml_io.remove_node(self.scene, segmentation)
-                raise
+        try:  # the synthesized volumes first: a failure there must leave a chosen output untouched
+            synthesized = mrml_io.load_synthesized(self.scene, files, reference_node,
+                                                   {m: reuse[m] for m in files if m in reuse})
+        except Exception:
+            mrml_io.remove_node(self.scene, segmentation)
+            raise
+        if self.output is not None:
+            segmentation = mrml_io.replace_segments(self.scene, self.output, segmentation, reference_node)
+        mrml_io.link_synthesized(segmentation, synthesized)
         segmentation.SetAttribute(mrml_io.INPUTS_ATTRIBUTE, ",".join(self.inputs))
         self.timings["load_outputs_s"] = time.perf_counter() - tick
-        self.result = RunResult(segmentation, synthesized, self.reference,
-                                time.perf_counter() - self._started, list(self.notes))
+        self.result = RunResult(segmentation, synthesized, self.reference, time.perf_counter() - self._started,
+                                list(self.notes), list(self.warnings))
 
     def cancel(self) -> None:
         """End the process tree; the next :meth:`poll` reports ``cancelled`` and removes the temporary folder."""

@@ -1,7 +1,8 @@
 """Fixtures for the MRML tests: a real MRML scene from the slicer-core wheel, and real NIfTI volumes.
 
-Every test here needs slicer-core (the ``mrml`` extra); each test module starts with ``pytest.importorskip``,
-so without it the folder's tests are reported as skipped. This file imports nothing from slicer at the top.
+Every test here needs slicer-core (the ``mrml`` extra, pinned to the oldest release line its wheels offer);
+each test module starts with ``pytest.importorskip``, so without it the folder's tests are reported as
+skipped. This file imports nothing from slicer at the top.
 """
 
 import sys
@@ -27,12 +28,11 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture
 def scene():
-    """An MRML scene with Slicer's default colour tables, as the application has it."""
-    slicer = pytest.importorskip("slicer", reason=SKIP_REASON)
-    scene = slicer.vtkMRMLScene()
-    color_logic = slicer.vtkMRMLColorLogic()
-    color_logic.SetMRMLScene(scene)
-    color_logic.AddDefaultColorNodes()
+    """An MRML scene as the application has it (default colour tables, segmentation converter rules)."""
+    pytest.importorskip("slicer", reason=SKIP_REASON)
+    from AllStageSegLib.mrml_io import headless_scene
+
+    scene = headless_scene()
     yield scene
     scene.Clear(True)
 
@@ -56,15 +56,11 @@ def load_volume(scene):
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory) -> Path:
-    """A model bundle folder holding the ``tiny`` preset's networks with random weights (seed 0): the run
-    folder of ``Testing/integration/inference_helpers.save_tiny_run``, exported with ``export_bundle``."""
+def demo_bundle() -> Path:
+    """The shipped demo bundle (Resources/Models/demo_bundle.zip): what users segment with first, and a bundle
+    that reaches the tests through ``predict`` alone, like the module's."""
     pytest.importorskip("torch")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))  # inference_helpers
-    from inference_helpers import save_tiny_run
-
-    from AllStageTraining.inference.bundle import export_bundle
-
-    run = save_tiny_run(tmp_path_factory.mktemp("tiny_run"))
-    return export_bundle(run, tmp_path_factory.mktemp("bundles") / "tiny_bundle",
-                         {"note": "random weights, for tests only; not for clinical use"})
+    path = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "demo_bundle.zip"
+    if not path.is_file():
+        pytest.skip(f"the demo bundle {path} is not in this checkout")
+    return path

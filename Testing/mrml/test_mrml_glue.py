@@ -1,5 +1,6 @@
 """MRML glue on a real scene (slicer-core): volumes to NIfTI and back, label maps to segments NCR/ED/ET with
-BraTS label values, synthesized volumes, subject hierarchy, geometry notes."""
+BraTS label values, synthesized volumes (new, and reused into their nodes), an existing segmentation
+replaced, subject hierarchy."""
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import SimpleITK as sitk
 slicer = pytest.importorskip("slicer", reason="slicer-core (the 'mrml' extra) is not installed")
 
 from AllStageSegLib import mrml_io
+from AllStageSegLib.geometry import ijk_to_ras
 from AllStageSegLib.labels import read_label_definitions
 from AllStageTraining.constants import LABEL_NAMES
 
@@ -44,7 +46,7 @@ def test_label_map_becomes_ncr_ed_et_and_exports_back_to_1_2_4(scene, write_imag
 
     exported = mrml_io.export_labelmap(scene, segmentation, reference)
     np.testing.assert_array_equal(mrml_io.voxels(exported), sitk.GetArrayFromImage(labels))
-    np.testing.assert_allclose(mrml_io.ijk_to_ras(exported), mrml_io.ijk_to_ras(reference), atol=1e-6)
+    np.testing.assert_allclose(ijk_to_ras(exported), ijk_to_ras(reference), atol=1e-6)
     # the temporary label-map node is gone; only the result and the shared colour table remain
     assert scene.GetNodesByClass("vtkMRMLLabelMapVolumeNode").GetNumberOfItems() == 1  # `exported`
 
@@ -89,16 +91,45 @@ def test_synthesized_volumes_are_named_marked_and_placed_beside_the_input(scene,
     for modality, node in nodes.items():
         assert node.GetAttribute(mrml_io.SYNTHESIZED_ATTRIBUTE) == modality
         assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(node)) == study
-        np.testing.assert_allclose(mrml_io.ijk_to_ras(node), mrml_io.ijk_to_ras(reference), atol=1e-6)
+        np.testing.assert_allclose(ijk_to_ras(node), ijk_to_ras(reference), atol=1e-6)
         np.testing.assert_array_equal(mrml_io.voxels(node), sitk.GetArrayFromImage(sitk.ReadImage(str(files[modality]))))
 
 
-def test_geometry_notes_name_the_resampled_sequence(scene, write_image, load_volume):
-    t1ce = load_volume(write_image("t1ce.nii.gz", shape=(30, 32, 32), spacing=(1.0, 1.0, 1.0)), "T1ce")
-    flair = load_volume(write_image("flair.nii.gz", shape=(10, 32, 32), spacing=(1.0, 1.0, 3.0)), "FLAIR")
-    same = load_volume(write_image("t2.nii.gz", shape=(30, 32, 32), spacing=(1.0, 1.0, 1.0)), "T2")
-    notes = mrml_io.geometry_notes({"flair": flair, "t1ce": t1ce, "t2": same}, "t1ce")
-    assert len(notes) == 1 and notes[0].startswith("FLAIR (1x1x3 mm") and "T1ce grid" in notes[0]
+def test_synthesized_names_are_not_repeated_and_reused_nodes_keep_theirs(scene, write_image, load_volume):
+    reference = load_volume(write_image("flair.nii.gz"), "case_flair")
+    first = mrml_io.load_synthesized(scene, {"t2": write_image("a_t2.nii.gz", seed=1)}, reference)
+    second = mrml_io.load_synthesized(scene, {"t2": write_image("b_t2.nii.gz", seed=2)}, reference)
+    assert first["t2"].GetName() == "T2 (synthesized)" and second["t2"].GetName() != "T2 (synthesized)"
+    before = scene.GetNumberOfNodes()
+    other_grid = make_image(shape=(20, 28, 32), spacing=(1.0, 1.0, 2.0), seed=3)
+    reused = mrml_io.load_synthesized(scene, {"t2": write_image("c_t2.nii.gz", other_grid)}, reference,
+                                      reuse={"t2": first["t2"]})
+    assert reused["t2"] is first["t2"] and reused["t2"].GetName() == "T2 (synthesized)"
+    assert scene.GetNumberOfNodes() == before  # the voxels moved into the existing node, nothing added
+    np.testing.assert_array_equal(mrml_io.voxels(first["t2"]), sitk.GetArrayFromImage(other_grid))
+    assert first["t2"].GetSpacing() == pytest.approx((1.0, 1.0, 2.0))
+
+
+def test_an_existing_segmentation_is_replaced_and_linked_to_its_synthesized_volumes(scene, write_image, load_volume):
+    reference = load_volume(write_image("flair.nii.gz"), "case_flair")
+    chosen = mrml_io.load_segmentation(scene, write_image("old.nii.gz", kind="labels"), reference, "my tumour")
+    chosen.GetSegmentation().RemoveSegment(chosen.GetSegmentation().GetNthSegmentID(0))
+    synthesized = mrml_io.load_synthesized(scene, {"t1": write_image("t1.nii.gz", seed=1)}, reference)
+    mrml_io.link_synthesized(chosen, synthesized)
+    assert mrml_io.linked_synthesized(chosen) == synthesized
+
+    labels = make_image(kind="labels", seed=4)
+    loaded = mrml_io.load_segmentation(scene, write_image("new.nii.gz", labels), reference, "temporary")
+    result = mrml_io.replace_segments(scene, chosen, loaded, reference)
+    assert result is chosen and result.GetName() == "my tumour"
+    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 1  # `loaded` is gone
+    segments = chosen.GetSegmentation()
+    assert {segments.GetNthSegment(i).GetName(): segments.GetNthSegment(i).GetLabelValue()
+            for i in range(segments.GetNumberOfSegments())} == {"NCR": 1, "ED": 2, "ET": 4}
+    np.testing.assert_array_equal(mrml_io.voxels(mrml_io.export_labelmap(scene, chosen, reference)),
+                                  sitk.GetArrayFromImage(labels))
+    mrml_io.link_synthesized(chosen, {})  # a run that synthesized nothing unlinks the old volumes
+    assert mrml_io.linked_synthesized(chosen) == {} and scene.IsNodePresent(synthesized["t1"])
 
 
 def test_colour_table_must_match_the_label_convention(tmp_path):
