@@ -1,4 +1,7 @@
-"""How much time the module's glue adds around ``predict`` on a BraTS-sized case (for ``benchmark``).
+"""How much time the module's glue adds around ``predict`` on a BraTS-sized case.
+
+Run from the AllStageSeg folder: ``python -m AllStageSegLib.glue_overhead`` prints the seconds of each step
+for two inputs and for four (``Testing/mrml/test_mrml_glue.py`` runs it on a small case).
 
 Measures, on a real MRML scene: writing the present input volumes to NIfTI, starting a background Python
 process until its first output line arrives (the interpreter only; the model's own start-up belongs to
@@ -35,11 +38,8 @@ def _write_case(folder: Path, shape, present, seed: int = 0) -> dict[str, Path]:
     brain = radius < 1
 
     def save(array, name):
-        image = sitk.GetImageFromArray(array)
-        image.SetSpacing((1.0, 1.0, 1.0))
-        image.SetDirection((-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))  # BraTS files are RAI-ish; any works
         path = folder / name
-        sitk.WriteImage(image, str(path))
+        sitk.WriteImage(sitk.GetImageFromArray(array), str(path))  # 1 mm voxels, like BraTS
         return path
 
     files = {}
@@ -58,17 +58,12 @@ def measure_glue_overhead(shape=BRATS_SHAPE, present=("flair", "t1"), python_exe
                           repeats: int = 1) -> dict[str, float]:
     """Seconds spent in the glue for one Segment on a ``shape`` case with ``present`` sequences (best of
     ``repeats``): ``write_inputs_s``, ``start_process_s``, ``load_outputs_s`` and their ``total_s``."""
-    import slicer
-
     best: dict[str, float] = {}
     folder = Path(tempfile.mkdtemp(prefix="AllStageSeg-glue-"))
     try:
         files = _write_case(folder, shape, present)
         for attempt in range(repeats):
-            scene = slicer.vtkMRMLScene()
-            colors = slicer.vtkMRMLColorLogic()
-            colors.SetMRMLScene(scene)
-            colors.AddDefaultColorNodes()
+            scene = mrml_io.headless_scene()
             inputs = {m: mrml_io.read_volume(scene, files[m], m) for m in present}
             times = {}
 
@@ -96,3 +91,17 @@ def measure_glue_overhead(shape=BRATS_SHAPE, present=("flair", "t1"), python_exe
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return best
+
+
+def main() -> int:
+    print("| present sequences | write inputs (s) | start process (s) | load outputs (s) | total (s) |")
+    print("|---|---:|---:|---:|---:|")
+    for present in (("flair", "t1"), tuple(MODALITIES)):
+        t = measure_glue_overhead(present=present, repeats=2)
+        print(f"| {' + '.join(present)} | {t['write_inputs_s']:.2f} | {t['start_process_s']:.2f} | "
+              f"{t['load_outputs_s']:.2f} | {t['total_s']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,7 @@
-"""Run ``python -m AllStageTraining predict`` in the background: progress, log, cancel, errors.
+"""Run ``predict`` in the background: progress, log, cancel, errors.
 
-The child gets its own process group (POSIX session / Windows process group) so that cancelling ends the
+The child runs ``<python> run_predict.py predict ...`` (the launcher script beside this file), which finds the
+extension's copy of AllStageTraining by its own path, so the child does not depend on PYTHONPATH. The child gets its own process group (POSIX session / Windows process group) so that cancelling ends the
 whole tree. Two reader threads move its stdout and stderr lines into a queue; :meth:`PredictProcess.poll`
 (called from a QTimer in Slicer, or in a loop) drains it without ever blocking. The ``predict`` contract:
 stdout lines ``PROGRESS <fraction 0..1> <stage words>``, ``LOG <text>`` and finally ``DONE <seconds>``; exit codes 0 ok,
@@ -30,9 +31,14 @@ EXIT_MEANINGS = {
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
 
 
+#: The script that runs ``python -m AllStageTraining`` from the extension's copy of the package.
+LAUNCHER = Path(__file__).resolve().with_name("run_predict.py")
+
+
 @dataclass
 class PredictOptions:
-    """Arguments of one ``predict`` call (files in, files out)."""
+    """Arguments of one ``predict`` call (files in, files out). New ``predict`` options (preprocessing,
+    precision) become fields here and flags in :func:`predict_command`."""
 
     inputs: dict[str, Path]  # sequence name -> NIfTI file, present sequences only
     bundle: Path
@@ -43,9 +49,10 @@ class PredictOptions:
     reference: str | None = None  # sequence whose geometry the outputs take (default: first present)
 
 
-def predict_command(options: PredictOptions, python_executable: str | Path = sys.executable) -> list[str]:
-    """The argument vector that runs ``predict`` with ``options``."""
-    command = [str(python_executable), "-m", "AllStageTraining", "predict"]
+def predict_command(options: PredictOptions, python_executable: str | Path = sys.executable,
+                    launcher: str | Path = LAUNCHER) -> list[str]:
+    """The argument vector that runs ``predict`` with ``options`` through the ``launcher`` script."""
+    command = [str(python_executable), str(launcher), "predict"]
     for modality, path in options.inputs.items():
         command += [f"--{modality}", str(path)]
     command += ["--bundle", str(options.bundle), "--out-seg", str(options.out_seg), "--device", options.device]
@@ -86,14 +93,11 @@ def parse_line(line: str) -> tuple[str, float | None, str]:
     return "log", None, text[4:] if text.startswith("LOG ") else text
 
 
-def child_environment(python_path: list[Path] | tuple = (), base: dict | None = None) -> dict[str, str]:
-    """The child's environment: unbuffered output, UTF-8, and ``python_path`` prepended to PYTHONPATH."""
+def child_environment(base: dict | None = None) -> dict[str, str]:
+    """The child's environment: ``base`` (default: this process') with unbuffered UTF-8 output."""
     env = dict(os.environ if base is None else base)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
-    if python_path:
-        entries = [str(p) for p in python_path] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-        env["PYTHONPATH"] = os.pathsep.join(entries)
     return env
 
 
