@@ -24,7 +24,6 @@ Training step rates come from ``training.step_rate.stage_step_rate`` (``cpu`` pr
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import platform
@@ -292,20 +291,6 @@ def _step_rates(device: str, quick: bool, say: Callable[[str], None]) -> dict:
     return rates
 
 
-def _glue_overhead(say: Callable[[str], None]) -> dict:
-    """Seconds the Slicer module's glue adds around ``predict`` (two inputs and four), measured on a real MRML
-    scene with ``AllStageSegLib.glue_overhead``; skipped where slicer-core or the module's source is absent."""
-    module_dir = Path(__file__).resolve().parent.parent / "AllStageSeg"
-    if importlib.util.find_spec("slicer") is None or not (module_dir / "AllStageSegLib").is_dir():
-        return {"skipped": "needs the slicer-core wheel (the 'mrml' extra) and the AllStageSeg source folder"}
-    sys.path.insert(0, str(module_dir))
-    from AllStageSegLib.glue_overhead import measure_glue_overhead
-
-    say("Slicer glue overhead (write inputs, start the process, load outputs)")
-    return {" + ".join(present): measure_glue_overhead(present=present, repeats=2)
-            for present in (("flair", "t1"), ("flair", "t1ce", "t1", "t2"))}
-
-
 def run_benchmark(out_dir: str | Path, *, threads: int = 2, device: str = "cpu", quick: bool = False,
                   bundle: str | Path | None = None, say: Callable[[str], None] = print, timeout: float = 1800) -> dict:
     """Run everything described in the module docstring; write ``benchmark.json`` and ``benchmark.md``.
@@ -379,7 +364,6 @@ def run_benchmark(out_dir: str | Path, *, threads: int = 2, device: str = "cpu",
         "runs": results,
         "bf16_label_agreement_dice": agreement,
         "step_rates": _step_rates(device, quick, say),
-        "slicer_glue_s": _glue_overhead(say),
         "targets": {"ratio_to_segresnet_max": 1.0, "peak_rss_mb_max": 2500.0, "cuda_seconds_per_case_max": 2.0},
         "torch": torch.__version__,
     }
@@ -424,14 +408,6 @@ def markdown_table(report: dict) -> str:
                              f"{r.get('crop_size')} |")
     elif rates:
         lines += ["", f"training step rates: {rates['error']}"]
-    glue = report.get("slicer_glue_s") or {}
-    if "skipped" in glue:
-        lines += ["", f"Slicer glue overhead: skipped ({glue['skipped']})"]
-    elif glue:
-        lines += ["", "| Slicer glue, present sequences | write inputs (s) | start process (s) | load outputs (s) | total (s) |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {name} | {t['write_inputs_s']:.2f} | {t['start_process_s']:.2f} | {t['load_outputs_s']:.2f} | "
-                  f"{t['total_s']:.2f} |" for name, t in glue.items()]
     return "\n".join(lines) + "\n"
 
 
