@@ -16,51 +16,48 @@ from typing import Annotated
 import qt
 import slicer
 import vtk
-from slicer import vtkMRMLScalarVolumeNode
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
+from AllStageSegLib.resources import training_package_parent
+
 MODULE_DIR = Path(__file__).resolve().parent
+if training_package_parent() and str(training_package_parent()) not in sys.path:
+    sys.path.append(str(training_package_parent()))  # installed: beside this file; source tree: one folder up
 
-
-def _makeTrainingPackageImportable():
-    """Installed, AllStageTraining sits beside this file; in the source tree, one folder up."""
-    for candidate in (MODULE_DIR, MODULE_DIR.parent):
-        if (candidate / "AllStageTraining" / "__init__.py").is_file():
-            if str(candidate) not in sys.path:
-                sys.path.append(str(candidate))
-            return
-
-
-_makeTrainingPackageImportable()
-
-from AllStageSegLib import dependencies, mrml_io  # noqa: E402
+from AllStageSegLib import dependencies, models, mrml_io  # noqa: E402
+from AllStageSegLib.input_choices import InputChoices, candidate_volumes  # noqa: E402
 from AllStageSegLib.predict_process import CANCELLED, RUNNING, SUCCEEDED  # noqa: E402
-from AllStageSegLib.readiness import SEGMENT_TOOLTIP, segment_blocker  # noqa: E402
+from AllStageSegLib.readiness import (SEGMENT_TOOLTIP, run_blocker, segment_blocker, self_test_skip_reason,  # noqa: E402
+                                      status_text)
 from AllStageSegLib.resources import DEMO_BUNDLE, SAMPLE_CASE_FILES, SAMPLE_DATA_DIR, resource_path  # noqa: E402
 from AllStageSegLib.segmentation_run import SegmentationRun  # noqa: E402
-from AllStageSegLib.sequence_names import assign_inputs  # noqa: E402
+from AllStageSegLib.slicer_release import minimum_slicer_text, slicer_version_blocker  # noqa: E402
 from AllStageTraining.constants import MODALITIES, MODALITY_DISPLAY  # noqa: E402
 
-HELP_TEXT = """
+HELP_TEXT = f"""
 Segments a brain tumour from whatever MRI sequences a patient has (any subset of FLAIR, T1ce, T1 and T2),
-and synthesizes the missing sequences so you can look at them.
+and synthesizes the missing sequences so you can look at them. Needs 3D Slicer {minimum_slicer_text()} or newer.
 <ul>
 <li>Choose the available sequences (the selectors fill themselves from volume names such as "_flair",
-"T1ce", "t2w"), a model and a device, then press <b>Segment</b>. Press <b>Cancel</b> to stop.</li>
+"T1ce", "t2w"; a selector you set, even to "not available", keeps your choice), a model and a device, then
+press <b>Segment</b>. Press <b>Cancel</b> to stop.</li>
 <li>Result: a segmentation with the BraTS labels <b>NCR</b> = 1 (necrotic / non-enhancing tumour core),
 <b>ED</b> = 2 (peritumoral edema) and <b>ET</b> = 4 (enhancing tumour); exporting it to a labelmap keeps
-these values. Evaluated regions: whole tumour WT = {1, 2, 4}, tumour core TC = {1, 4}, enhancing tumour
-ET = {4}.</li>
+these values. Evaluated regions: whole tumour WT = {{1, 2, 4}}, tumour core TC = {{1, 4}}, enhancing tumour
+ET = {{4}}. Choose an existing segmentation as output to replace its segments (and reuse its synthesized
+volumes) instead of creating a new one.</li>
 <li>Synthesized sequences are added as volumes named like "T2 (synthesized)". They are model output, not
 measurements.</li>
-<li>Inputs on different grids (for example a 3 mm FLAIR and a 1 mm T1ce) are resampled onto the reference
-sequence (the first available in the order FLAIR, T1ce, T1, T2); the status line says so.</li>
+<li>Inputs on different grids (for example a 3 mm FLAIR and a 1 mm T1ce) are resampled onto the output grid
+(by default the finest among the inputs); a volume under a linear transform is resampled through it. The
+status area says so.</li>
 </ul>
 <b>The shipped demo model was trained on synthetic data only. It is not for clinical use.</b>
-Train your own model with <code>python -m AllStageTraining train</code> and load its exported bundle.
+Train your own model with <code>python -m AllStageTraining train</code> and add its exported bundle.
 """
 
 ACKNOWLEDGEMENT_TEXT = """
@@ -69,8 +66,9 @@ Personalization" (Zhao et al., arXiv 2406.01987), implemented with MONAI and PyT
 follows lassoan/SlicerMONAIAuto3DSeg and lassoan/SlicerTotalSegmentator.
 """
 
-DEMO_MODEL_TEXT = "Demo model (synthetic data only, not for clinical use)"
 DEVICES = (("auto", "auto"), ("CPU", "cpu"), ("GPU (CUDA)", "cuda"))
+REFERENCES = (("Finest grid among the inputs", "auto"),) + tuple((MODALITY_DISPLAY[m], m) for m in MODALITIES)
+CONTRIBUTORS = ["AllStageSeg maintainers (AllStageSeg project)"]
 
 
 #
@@ -84,7 +82,7 @@ class AllStageSeg(ScriptedLoadableModule):
         self.parent.title = "AllStageSeg"
         self.parent.categories = ["Segmentation"]
         self.parent.dependencies = []
-        self.parent.contributors = ["AllStageSeg contributors"]
+        self.parent.contributors = CONTRIBUTORS
         self.parent.helpText = HELP_TEXT
         self.parent.acknowledgementText = ACKNOWLEDGEMENT_TEXT
         slicer.app.connect("startupCompleted()", registerSampleData)
@@ -124,14 +122,15 @@ def registerSampleData():
 
 @parameterNodeWrapper
 class AllStageSegParameterNode:
-    """The module's state; saved with the scene."""
+    """The module's state; saved with the scene. ``model`` is "demo" or a bundle path."""
 
     flairVolume: vtkMRMLScalarVolumeNode
     t1ceVolume: vtkMRMLScalarVolumeNode
     t1Volume: vtkMRMLScalarVolumeNode
     t2Volume: vtkMRMLScalarVolumeNode
-    model: Annotated[str, Choice(["demo", "file"])] = "demo"
-    bundlePath: str = ""
+    outputSegmentation: vtkMRMLSegmentationNode
+    reference: Annotated[str, Choice(["auto", "flair", "t1ce", "t1", "t2"])] = "auto"
+    model: str = models.DEMO
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     showSynthesized: bool = True
     postprocessEt: bool = False
@@ -152,6 +151,7 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._run = None
         self._runInputs = {}
         self._dependenciesChecked = False
+        self._models = models.ModelList()
         self._timer = qt.QTimer()
         self._timer.setInterval(200)
         self._timer.timeout.connect(self._onTimer)
@@ -164,22 +164,26 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = AllStageSegLogic()
 
-        self.ui.modelComboBox.addItem(DEMO_MODEL_TEXT, "demo")
-        self.ui.modelComboBox.addItem("Model bundle file", "file")
-        for text, value in DEVICES:
-            self.ui.deviceComboBox.addItem(text, value)
+        for combo, items in ((self.ui.deviceComboBox, DEVICES), (self.ui.referenceComboBox, REFERENCES)):
+            for text, value in items:
+                combo.addItem(text, value)
+        self._models = models.ModelList.from_setting(qt.QSettings().value(models.SETTINGS_KEY, ""))
+        self._fillModelComboBox()
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
 
         self.ui.modelComboBox.currentIndexChanged.connect(self._onModelChanged)
-        self.ui.bundlePathLineEdit.currentPathChanged.connect(self._onBundlePathChanged)
+        self.ui.addModelButton.clicked.connect(self._onAddModel)
+        self.ui.removeModelButton.clicked.connect(self._onRemoveModel)
         self.ui.deviceComboBox.currentIndexChanged.connect(self._onDeviceChanged)
-        self.ui.autoFillButton.clicked.connect(lambda: self.fillInputsFromNames())
+        self.ui.referenceComboBox.currentIndexChanged.connect(self._onReferenceChanged)
+        self.ui.autoFillButton.clicked.connect(lambda: self.fillInputsFromNames(alsoCleared=True))
         self.ui.applyButton.clicked.connect(self.onApplyButton)
 
         self.initializeParameterNode()
+        self.ui.statusLabel.text = slicer_version_blocker(*self.logic.slicerVersion())
 
     def cleanup(self):
         self._timer.stop()
@@ -219,8 +223,9 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._onParameterNodeModified()
+        self._showModel()
 
-    # --- inputs
+    # --- inputs (the fill-or-keep rule is AllStageSegLib.input_choices)
 
     @vtk.calldata_type(vtk.VTK_OBJECT)
     def onNodeAdded(self, caller, event, node):
@@ -228,17 +233,13 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             # the name is set after the node is added: look once the scene is idle
             qt.QTimer.singleShot(0, self.fillInputsFromNames)
 
-    def fillInputsFromNames(self):
-        """Put volumes into the empty input selectors by their names (never over the user's choice)."""
+    def fillInputsFromNames(self, alsoCleared=False):
+        """Put volumes into the empty input selectors by their names, never over the user's choice."""
         if not self._parameterNode or self._run is not None:
             return
-        volumes = {}
-        for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
-            if node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetAttribute(mrml_io.SYNTHESIZED_ATTRIBUTE):
-                continue
-            volumes[node.GetID()] = node.GetName()
-        chosen = {m: node.GetID() if node else None for m, node in self._inputNodes().items()}
-        for modality, nodeId in assign_inputs(volumes, chosen).items():
+        choices = InputChoices(self._parameterNode.parameterNode)
+        for modality, nodeId in choices.fill(candidate_volumes(slicer.mrmlScene), self._inputIds(),
+                                             also_cleared=alsoCleared).items():
             setattr(self._parameterNode, f"{modality}Volume", slicer.mrmlScene.GetNodeByID(nodeId))
 
     def _inputNodes(self):
@@ -246,38 +247,84 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return {m: None for m in MODALITIES}
         return {m: getattr(self._parameterNode, f"{m}Volume") for m in MODALITIES}
 
-    # --- model and device (kept in the parameter node by hand: their combo boxes hold display texts)
+    def _inputIds(self):
+        return {m: node.GetID() if node else None for m, node in self._inputNodes().items()}
+
+    # --- model, device and output grid (their combo boxes hold display texts, so they are synced by hand)
 
     def _bundlePath(self):
         if not self._parameterNode:
             return None
-        if self._parameterNode.model == "demo":
-            return str(self.logic.demoBundlePath())
-        return self._parameterNode.bundlePath or None
+        return models.bundle_path(self._parameterNode.model, self.logic.demoBundlePath())
+
+    def _fillModelComboBox(self):
+        wasBlocked = self.ui.modelComboBox.blockSignals(True)
+        self.ui.modelComboBox.clear()
+        for text, key in self._models.entries():
+            self.ui.modelComboBox.addItem(text, key)
+        self.ui.modelComboBox.blockSignals(wasBlocked)
+
+    def _saveModels(self):
+        qt.QSettings().setValue(models.SETTINGS_KEY, self._models.to_setting())
+        self._fillModelComboBox()
+
+    def _onAddModel(self):
+        path = qt.QFileDialog.getOpenFileName(self.parent, "Add a model bundle", "",
+                                              "Model bundles (*.zip);;All files (*)")
+        if not path:
+            return
+        info = models.bundle_info(path)
+        if info.error:
+            slicer.util.errorDisplay(f"Cannot add this model: {info.error}")
+            return
+        stored = self._models.add(path)
+        self._saveModels()
+        if self._parameterNode:
+            self._parameterNode.model = str(stored)
+
+    def _onRemoveModel(self):
+        if self._parameterNode and self._parameterNode.model != models.DEMO:
+            self._models.remove(self._parameterNode.model)
+            self._saveModels()
+            self._parameterNode.model = models.DEMO
 
     def _onModelChanged(self, index):
         if self._parameterNode:
             self._parameterNode.model = self.ui.modelComboBox.itemData(index)
 
-    def _onBundlePathChanged(self, path):
-        if self._parameterNode:
-            self._parameterNode.bundlePath = path
-
     def _onDeviceChanged(self, index):
         if self._parameterNode:
             self._parameterNode.device = self.ui.deviceComboBox.itemData(index)
 
+    def _onReferenceChanged(self, index):
+        if self._parameterNode:
+            self._parameterNode.reference = self.ui.referenceComboBox.itemData(index)
+
+    def _showModel(self):
+        """The chosen model's metadata in the model section, its warnings in the status area."""
+        path = self._bundlePath()
+        info = models.bundle_info(path) if path else None
+        self.ui.modelInfoLabel.text = "\n".join(info.lines()) if info else ""
+        if info and self._run is None:
+            self.ui.statusLabel.text = status_text(slicer_version_blocker(*self.logic.slicerVersion()) or
+                                                   f"Model: {path.name}", warnings=info.warnings)
+
     def _onParameterNodeModified(self, caller=None, event=None):
         if self._parameterNode:
-            for combo, value in ((self.ui.modelComboBox, self._parameterNode.model),
-                                 (self.ui.deviceComboBox, self._parameterNode.device)):
-                wasBlocked = combo.blockSignals(True)
-                combo.setCurrentIndex(max(combo.findData(value), 0))
-                combo.blockSignals(wasBlocked)
-            wasBlocked = self.ui.bundlePathLineEdit.blockSignals(True)
-            self.ui.bundlePathLineEdit.currentPath = self._parameterNode.bundlePath
-            self.ui.bundlePathLineEdit.blockSignals(wasBlocked)
-            self.ui.bundlePathLineEdit.enabled = self._parameterNode.model == "file"
+            InputChoices(self._parameterNode.parameterNode).observe(self._inputIds())
+            model = self._parameterNode.model
+            if model != models.DEMO and self.ui.modelComboBox.findData(model) < 0:  # e.g. from a loaded scene
+                self._models.add(model)
+                self._saveModels()
+            for combo, value in ((self.ui.modelComboBox, model), (self.ui.deviceComboBox, self._parameterNode.device),
+                                 (self.ui.referenceComboBox, self._parameterNode.reference)):
+                if combo.currentIndex != max(combo.findData(value), 0):
+                    wasBlocked = combo.blockSignals(True)
+                    combo.setCurrentIndex(max(combo.findData(value), 0))
+                    combo.blockSignals(wasBlocked)
+                    if combo is self.ui.modelComboBox:
+                        self._showModel()
+            self.ui.removeModelButton.enabled = model != models.DEMO
         self._updateApplyButton()
 
     def _updateApplyButton(self):
@@ -287,8 +334,8 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.enabled = True
             return
         self.ui.applyButton.text = "Segment"
-        inputs = {m: node.GetID() if node else None for m, node in self._inputNodes().items()}
-        blocker = segment_blocker(inputs, self._bundlePath())
+        reference = self._parameterNode.reference if self._parameterNode else None
+        blocker = segment_blocker(self._inputIds(), self._bundlePath(), reference=reference)
         self.ui.applyButton.enabled = not blocker
         self.ui.applyButton.toolTip = blocker or SEGMENT_TOOLTIP
 
@@ -299,6 +346,11 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = "Cancelling..."
             self._run.cancel()
             return
+        tooOld = slicer_version_blocker(*self.logic.slicerVersion())
+        if tooOld:  # before any work: this Slicer could not load the results
+            self.ui.statusLabel.text = tooOld
+            slicer.util.errorDisplay(tooOld)
+            return
         if not self._ensureDependencies():
             return
         p = self._parameterNode
@@ -306,14 +358,15 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             self._run = self.logic.startSegmentation(
                 self._runInputs, self._bundlePath(), device=p.device, postprocessEt=p.postprocessEt,
-                showSynthesized=p.showSynthesized)
+                showSynthesized=p.showSynthesized, reference=p.reference, output=p.outputSegmentation)
         except Exception as error:
+            self.ui.statusLabel.text = f"Not started: {error}"
             slicer.util.errorDisplay(f"Cannot start the segmentation: {error}")
             return
         self.ui.logTextEdit.clear()
         self.ui.logTextEdit.appendPlainText(" ".join(self._run.process.command))
         self.ui.progressBar.value = 0
-        self.ui.statusLabel.text = "\n".join(["Starting..."] + self._run.notes)
+        self.ui.statusLabel.text = status_text("Starting...", self._run.notes)
         self._updateApplyButton()
         self._timer.start()
 
@@ -324,13 +377,16 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.value = int(round(100 * update.fraction))
         self.ui.progressBar.format = f"{update.stage} (%p%)" if update.stage else "%p%"
         if update.state == RUNNING:
-            self.ui.statusLabel.text = "\n".join([update.stage.capitalize() + "..."] + self._run.notes)
+            self.ui.statusLabel.text = status_text(update.stage.capitalize() + "...", self._run.notes,
+                                                   self._run.warnings)
             return
         self._timer.stop()
         run, self._run = self._run, None
         if update.state == SUCCEEDED:
-            self.ui.statusLabel.text = "\n".join([f"Done in {run.result.seconds:.1f} s."] + run.result.notes)
-            self.logic.showResults(run.result, self._runInputs)
+            result = run.result
+            self.ui.statusLabel.text = status_text(f"Done in {result.seconds:.1f} s.", result.notes, result.warnings)
+            self.logic.showResults(result, self._runInputs)
+            self._parameterNode.outputSegmentation = result.segmentation  # a re-run replaces it
         elif update.state == CANCELLED:
             self.ui.progressBar.value = 0
             self.ui.statusLabel.text = "Cancelled."
@@ -340,27 +396,27 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateApplyButton()
 
     def _ensureDependencies(self):
-        """On the first Segment: find torch and monai, and offer to install what is missing."""
+        """On the first Segment: check the packages predict needs (and their versions); offer to install."""
         if self._dependenciesChecked:
             return True
-        missing = dependencies.missing_packages()
-        if missing:
-            plan = dependencies.install_plan(missing, pytorch_utils_available=self.logic.pytorchUtilsAvailable())
+        found = dependencies.problems()
+        if found:
+            plan = dependencies.install_plan(found, pytorch_utils_available=self.logic.pytorchUtilsAvailable())
             if not slicer.util.confirmOkCancelDisplay(plan.describe(), "AllStageSeg: Python packages needed"):
-                self.ui.statusLabel.text = "Not started: " + ", ".join(missing) + " missing."
+                self.ui.statusLabel.text = "Not started: " + dependencies.describe_problems(found) + "."
                 return False
             try:
                 with slicer.util.WaitCursor():
-                    self.ui.statusLabel.text = "Installing " + ", ".join(missing) + "..."
+                    self.ui.statusLabel.text = "Installing " + ", ".join(p.requirement for p in found) + "..."
                     slicer.app.processEvents()
                     self.logic.installDependencies(plan)
             except Exception as error:
                 slicer.util.errorDisplay(f"Installation failed: {error}")
                 return False
-            still = dependencies.missing_packages()
+            still = dependencies.problems()
             if still:
-                slicer.util.errorDisplay("Still missing after installation: " + ", ".join(still) +
-                                         ". Restart Slicer and try again.")
+                slicer.util.errorDisplay("Still not usable after installation: " +
+                                         dependencies.describe_problems(still) + ". Restart Slicer and try again.")
                 return False
         self._dependenciesChecked = True
         return True
@@ -387,6 +443,10 @@ class AllStageSegLogic(ScriptedLoadableModuleLogic):
         return resource_path(DEMO_BUNDLE)
 
     @staticmethod
+    def slicerVersion():
+        return slicer.app.majorVersion, slicer.app.minorVersion
+
+    @staticmethod
     def pythonExecutable():
         """Slicer's standalone Python (PythonSlicer), which shares the application's packages."""
         found = shutil.which("PythonSlicer")
@@ -404,48 +464,57 @@ class AllStageSegLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def installDependencies(plan):
-        """Install what ``plan`` (AllStageSegLib.dependencies.InstallPlan) lists; the caller has asked the user."""
-        if plan.torch_with_pytorch_utils:
+        """Install or upgrade what ``plan`` (AllStageSegLib.dependencies.InstallPlan) lists; the caller has
+        asked the user. torch goes through the PyTorch extension with the version requirement."""
+        if plan.torch_requirement:
             import PyTorchUtils
 
-            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-            if not torchLogic.torchInstalled() and torchLogic.installTorch(askConfirmation=False) is None:
-                raise RuntimeError("PyTorch could not be installed; see the PyTorch Utils module")
+            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                askConfirmation=False, torchVersionRequirement=plan.torch_version_requirement)
+            if torch is None:
+                raise RuntimeError(f"PyTorch ({plan.torch_requirement}) could not be installed; see the PyTorch "
+                                   f"Utils module")
         if plan.pip_requirements:
             slicer.util.pip_install(plan.pip_requirements)
         importlib.invalidate_caches()
 
     def startSegmentation(self, inputs, bundle=None, device="auto", postprocessEt=False, showSynthesized=True,
-                          reference=None):
+                          reference=None, output=None):
         """Start a background run and return it (AllStageSegLib.segmentation_run.SegmentationRun).
 
         ``inputs``: {sequence: volume node or node ID/name}; sequences are "flair", "t1ce", "t1", "t2".
-        ``bundle``: a model bundle path; default the shipped demo model.
+        ``bundle``: a model bundle path; default the shipped demo model. ``reference``: the sequence whose
+        grid the outputs take (default: the finest input). ``output``: a segmentation node to replace
+        (default: a new one). Raises RuntimeError, before any work, when this Slicer or its Python packages
+        cannot run the segmentation.
         """
+        blocker = run_blocker(self.slicerVersion(), dependencies.problems())
+        if blocker:
+            raise RuntimeError(blocker)
         nodes = {m: slicer.util.getNode(v) if isinstance(v, str) else v for m, v in inputs.items() if v}
         unknown = set(nodes) - set(MODALITIES)
         if unknown:
             raise ValueError(f"unknown sequence names {sorted(unknown)}; use {', '.join(MODALITIES)}")
         return SegmentationRun(slicer.mrmlScene, nodes, bundle or self.demoBundlePath(), device=device,
                                postprocess_et=postprocessEt, synthesize=showSynthesized, reference=reference,
-                               python_executable=self.pythonExecutable()).start()
+                               output=output, python_executable=self.pythonExecutable()).start()
 
     def process(self, inputs, bundle=None, device="auto", postprocessEt=False, showSynthesized=True,
-                reference=None, waitForCompletion=True, timeout=None):
+                reference=None, output=None, waitForCompletion=True, timeout=None):
         """Segment ``inputs`` (see :meth:`startSegmentation`).
 
         With ``waitForCompletion`` (default) returns the RunResult (``.segmentation``, ``.synthesized``,
-        ``.notes``) or raises RuntimeError with predict's message; without it, returns the running
-        SegmentationRun: call its ``poll()`` until ``state`` is not "running", or ``cancel()``.
+        ``.notes``, ``.warnings``) or raises RuntimeError with predict's message; without it, returns the
+        running SegmentationRun: call its ``poll()`` until ``state`` is not "running", or ``cancel()``.
         """
-        run = self.startSegmentation(inputs, bundle, device, postprocessEt, showSynthesized, reference)
+        run = self.startSegmentation(inputs, bundle, device, postprocessEt, showSynthesized, reference, output)
         if not waitForCompletion:
             return run
         update = run.wait(timeout=timeout, on_update=lambda u: slicer.app.processEvents())
         if update.state != SUCCEEDED:
             raise RuntimeError(f"AllStageSeg: {update.message}")
-        for note in run.result.notes:
-            logging.info("AllStageSeg: %s", note)
+        for line in run.result.notes + run.result.warnings:
+            logging.info("AllStageSeg: %s", line)
         return run.result
 
     @staticmethod
@@ -467,7 +536,8 @@ class AllStageSegLogic(ScriptedLoadableModuleLogic):
 
 
 class AllStageSegTest(ScriptedLoadableModuleTest):
-    """Self-test for a real Slicer: segments the shipped sample case from FLAIR and T1 with the demo model."""
+    """Self-test for a real Slicer: segments the shipped sample case from FLAIR and T1 with the demo model,
+    where this Slicer can (release, torch and the other packages, the sample case); else says why and skips."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -479,8 +549,10 @@ class AllStageSegTest(ScriptedLoadableModuleTest):
     def test_SegmentSampleCaseFromTwoSequences(self):
         files = sampleCaseFiles()
         demo = AllStageSegLogic.demoBundlePath()
-        if set(files) != set(MODALITIES) or not demo.exists():
-            self.delayDisplay(f"Sample case or demo model not shipped ({resource_path(SAMPLE_DATA_DIR)}, {demo}); skipped")
+        reason = self_test_skip_reason(AllStageSegLogic.slicerVersion(), dependencies.problems(), files, demo)
+        if reason:
+            logging.warning("AllStageSeg self-test: %s", reason)
+            self.delayDisplay(reason)
             return
         self.delayDisplay("Segmenting the sample case from FLAIR and T1")
         inputs = {m: slicer.util.loadVolume(str(files[m])) for m in ("flair", "t1")}
@@ -494,6 +566,7 @@ class AllStageSegTest(ScriptedLoadableModuleTest):
         for modality, node in result.synthesized.items():
             self.assertEqual(node.GetName(), f"{MODALITY_DISPLAY[modality]} (synthesized)")
             self.assertEqual(node.GetImageData().GetDimensions(), inputs["flair"].GetImageData().GetDimensions())
+        self.assertTrue(any("UNTRAINED" in w for w in result.warnings), result.warnings)
         labelmap = mrml_io.export_labelmap(slicer.mrmlScene, result.segmentation, inputs["flair"])
         values = set(slicer.util.arrayFromVolume(labelmap).ravel().tolist())
         self.assertTrue(values <= {0, 1, 2, 4}, values)

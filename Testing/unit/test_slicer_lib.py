@@ -1,5 +1,6 @@
-"""AllStageSegLib's plain functions (no MRML): sequence-name guessing, the Segment rule, the dependency check,
-and the background runner against real child processes that speak predict's progress protocol."""
+"""AllStageSegLib's plain functions (no MRML): sequence-name guessing, the Segment rule, the Slicer release and
+dependency checks (versions included), the self-test's skip rule, the status area, and the background runner
+against real child processes that speak predict's progress protocol."""
 
 import os
 import sys
@@ -11,12 +12,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "AllStageSeg"))
 
-from AllStageSegLib.dependencies import REQUIRED_PACKAGES, install_plan, missing_packages  # noqa: E402
-from AllStageSegLib.predict_process import (CANCELLED, FAILED, SUCCEEDED, PredictOptions, PredictProcess,  # noqa: E402
-                                            child_environment, parse_line, predict_command)
-from AllStageSegLib.readiness import segment_blocker  # noqa: E402
-from AllStageSegLib.resources import training_package_parent  # noqa: E402
+from AllStageSegLib.dependencies import (REQUIREMENTS, Problem, install_plan, installed_version, is_older,  # noqa: E402
+                                         problems, version_tuple)
+from AllStageSegLib.predict_process import (CANCELLED, FAILED, LAUNCHER, SUCCEEDED, PredictOptions,  # noqa: E402
+                                            PredictProcess, child_environment, parse_line, predict_command)
+from AllStageSegLib.readiness import (run_blocker, segment_blocker, self_test_skip_reason,  # noqa: E402
+                                      status_text)
 from AllStageSegLib.sequence_names import assign_inputs, guess_modality  # noqa: E402
+from AllStageSegLib.slicer_release import MINIMUM_SLICER, slicer_version_blocker  # noqa: E402
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -50,28 +53,99 @@ def test_segment_blocker_says_why(tmp_path):
     assert "Choose a model" in segment_blocker({"t1": "vtkMRMLScalarVolumeNode1"}, None)
     assert "does not exist" in segment_blocker({"t1": "n1"}, tmp_path / "missing.zip")
     assert "same volume" in segment_blocker({"t1": "n1", "t2": "n1"}, bundle)
+    assert "output grid is set to T2" in segment_blocker({"t1": "n1"}, bundle, reference="t2")
     assert segment_blocker({"t1": "n1"}, bundle) == ""
+    assert segment_blocker({"t1": "n1", "t2": "n2"}, bundle, reference="t2") == ""
+    assert segment_blocker({"t1": "n1"}, bundle, reference="auto") == ""
     assert segment_blocker({"t1": "n1", "flair": "n2"}, tmp_path) == ""  # a bundle folder
     assert segment_blocker(nothing, None, running=True) == ""  # the button is Cancel then
 
 
-def test_dependency_check_and_install_plan():
-    assert missing_packages() == []  # this venv has everything predict needs
-    fake = {"torch": "torch", "no_such_package_allstageseg": "no-such-package>=1"}
-    assert missing_packages(fake) == ["no_such_package_allstageseg"]
-    plan = install_plan(["torch", "monai"], pytorch_utils_available=True)
-    assert plan.torch_with_pytorch_utils and plan.pip_requirements == [REQUIRED_PACKAGES["monai"]]
-    plan = install_plan(["torch"], pytorch_utils_available=False)
-    assert not plan.torch_with_pytorch_utils and plan.pip_requirements == ["torch"]
+def test_the_minimum_slicer_release_is_checked_before_any_work():
+    assert MINIMUM_SLICER == (5, 10)
+    message = slicer_version_blocker(5, 8)
+    assert "needs 3D Slicer 5.10 or newer" in message and "this is Slicer 5.8" in message
+    assert slicer_version_blocker(4, 11) and slicer_version_blocker(5, 9)
+    assert slicer_version_blocker(5, 10) == slicer_version_blocker(5, 13) == slicer_version_blocker(6, 0) == ""
+    assert run_blocker((5, 8), []) == message  # the release first: nothing else matters there
+    assert run_blocker((5, 10), []) == ""
+
+
+def test_versions_compare_by_release_numbers():
+    assert version_tuple("2.5.1+cu121") == (2, 5, 1) and version_tuple("2.6.0.dev20240101") == (2, 6, 0)
+    assert version_tuple("not a version") == ()
+    assert is_older("1.13.1", "2.2") and is_older("2.1.9", "2.2") and is_older("2", "2.2")
+    assert not is_older("2.2", "2.2") and not is_older("2.2.0+cpu", "2.2") and not is_older("2.14.1", "2.2")
+    assert not is_older("10.0", "9.9")
+
+
+def test_an_old_torch_is_upgraded_through_the_pytorch_extension():
+    installed = {"torch": "1.13.1", "monai": "1.3.2", "safetensors": "0.4.5", "SimpleITK": "2.4.0", "numpy": "1.26.4",
+                 "scipy": None}
+    found = problems(version_of=lambda name, distribution: installed[name])
+    assert [(p.name, p.action) for p in found] == [("torch", "upgrade"), ("scipy", "install")]
+    assert found[0].describe() == "torch 1.13.1 is older than the 2.2 needed" and found[1].describe() == "scipy is missing"
+    plan = install_plan(found, pytorch_utils_available=True)
+    assert plan.torch_requirement == "torch>=2.2" and plan.torch_version_requirement == ">=2.2"
+    assert plan.pip_requirements == ["scipy>=1.10"]
+    assert "torch>=2.2, through the PyTorch extension" in plan.describe() and "1.13.1 is older" in plan.describe()
+    without = install_plan(found, pytorch_utils_available=False)
+    assert not without.torch_requirement and without.pip_requirements == ["torch>=2.2", "scipy>=1.10"]
     assert install_plan([], pytorch_utils_available=True).empty
-    assert "PyTorch extension" in install_plan(["torch"], pytorch_utils_available=True).describe()
+    recent = dict(installed, torch="2.14.1+cpu", scipy="1.16.0")
+    assert problems(version_of=lambda name, distribution: recent[name]) == []
+
+
+def test_this_environment_has_what_predict_needs():
+    assert problems() == []  # the venv is complete; versions come from the installed metadata
+    assert installed_version("no_such_package_allstageseg", "no-such-package") is None
+    fake = {"no_such_package_allstageseg": ("no-such-package", "1")}
+    assert problems(fake) == [Problem("no_such_package_allstageseg", "no-such-package", None, "1")]
+
+
+def test_the_minimum_versions_are_those_of_pyproject():
+    """What pyproject.toml asks for satisfies the module's check, and the other way round."""
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    required = {}
+    for line in pyproject["project"]["dependencies"]:
+        name, _, minimum = line.partition(">=")
+        required[name.strip().lower()] = minimum.strip() or None
+    for distribution, minimum in REQUIREMENTS.values():
+        assert distribution.lower() in required, f"{distribution} is not a dependency in pyproject.toml"
+        assert required[distribution.lower()] == minimum, (distribution, minimum, required[distribution.lower()])
+
+
+def test_the_self_test_skips_inference_with_a_reason_where_it_cannot_run(tmp_path):
+    demo = tmp_path / "demo_bundle.zip"
+    demo.write_bytes(b"x")
+    sample = {m: tmp_path / f"{m}.nii.gz" for m in ("flair", "t1ce", "t1", "t2")}
+    no_torch = [Problem("torch", "torch", None, "2.2")]
+    reason = self_test_skip_reason((5, 10), no_torch, sample, demo)
+    assert reason.startswith("Inference skipped:") and "torch is missing" in reason and "PyTorch Utils" in reason
+    assert "needs 3D Slicer 5.10" in self_test_skip_reason((5, 8), [], sample, demo)
+    assert "sample case (t2)" in self_test_skip_reason((5, 10), [], {m: sample[m] for m in ("flair", "t1ce", "t1")}, demo)
+    assert "demo model" in self_test_skip_reason((5, 10), [], sample, tmp_path / "absent.zip")
+    assert self_test_skip_reason((5, 10), [], sample, demo) == ""  # it runs inference here
+
+
+def test_status_text_puts_notes_then_warnings():
+    text = status_text("Done in 4.2 s.", ["FLAIR (1x1x3 mm, 40x40x12) is resampled onto the T1ce grid."],
+                       ["warning: this bundle's scenario prompts were embedded by an UNTRAINED text encoder",
+                        "note: Trained on synthetic data; not for clinical use."])
+    assert text.splitlines() == [
+        "Done in 4.2 s.", "FLAIR (1x1x3 mm, 40x40x12) is resampled onto the T1ce grid.",
+        "Warning: this bundle's scenario prompts were embedded by an UNTRAINED text encoder",
+        "Warning: note: Trained on synthetic data; not for clinical use."]
+    assert status_text("Ready.") == "Ready."
 
 
 def test_dependency_check_does_not_import_torch(tmp_path):
     import subprocess
 
-    code = ("import sys; sys.path.insert(0, %r); from AllStageSegLib.dependencies import missing_packages; "
-            "missing_packages(); print('torch' in sys.modules, 'monai' in sys.modules)"
+    code = ("import sys; sys.path.insert(0, %r); from AllStageSegLib.dependencies import problems; "
+            "problems(); print('torch' in sys.modules, 'monai' in sys.modules)"
             % str(Path(__file__).resolve().parents[2] / "AllStageSeg"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
@@ -90,7 +164,7 @@ def test_predict_command_follows_the_cli_contract(tmp_path):
                              out_seg=tmp_path / "seg.nii", out_recon_dir=tmp_path / "rec", device="cpu",
                              postprocess_et=True, reference="t2")
     command = predict_command(options, "/opt/Slicer/bin/PythonSlicer")
-    assert command[:4] == ["/opt/Slicer/bin/PythonSlicer", "-m", "AllStageTraining", "predict"]
+    assert command[:3] == ["/opt/Slicer/bin/PythonSlicer", str(LAUNCHER), "predict"] and LAUNCHER.is_file()
     joined = " ".join(command)
     for part in (f"--flair {tmp_path / 'f.nii'}", f"--t2 {tmp_path / 't2.nii'}", f"--bundle {tmp_path / 'b.zip'}",
                  f"--out-seg {tmp_path / 'seg.nii'}", f"--out-recon-dir {tmp_path / 'rec'}", "--device cpu",
@@ -101,12 +175,9 @@ def test_predict_command_follows_the_cli_contract(tmp_path):
     assert "--out-recon-dir" not in bare and "--postprocess-et" not in bare and "--reference" not in bare
 
 
-def test_child_environment_puts_the_training_package_first():
-    parent = training_package_parent()
-    assert parent is not None and (parent / "AllStageTraining" / "__init__.py").is_file()
-    env = child_environment([parent], base={"PYTHONPATH": "/elsewhere"})
-    assert env["PYTHONPATH"] == os.pathsep.join([str(parent), "/elsewhere"])
-    assert env["PYTHONUNBUFFERED"] == "1"
+def test_child_environment_is_unbuffered_utf8_and_keeps_the_rest():
+    env = child_environment(base={"PATH": "/bin", "PYTHONPATH": "/elsewhere"})
+    assert env == {"PATH": "/bin", "PYTHONPATH": "/elsewhere", "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
 
 
 def _script(tmp_path, body: str) -> list[str]:
