@@ -92,6 +92,11 @@ def test_tiny_train_end_to_end_then_continues_without_retraining(tmp_path, tiny_
     table_rows = [line for line in dice_section.splitlines() if line.startswith("| ") and "Scenario" not in line]
     assert [row.split("|")[1].strip() for row in table_rows][:15] == [s.short for s in SCENARIOS]
     assert "mean Dice" in first.stdout
+    # the device given is the one both training stages and the evaluation ran on; the split is the provenance
+    runtime = json.loads((run / "runtime.json").read_text())
+    assert set(runtime) == {"mae", "seg", "eval"}, runtime
+    assert all(r["device"] == "cpu" and r["threads"] == 1 and r["precision"] == "float32" for r in runtime.values())
+    assert (run / "split.json").read_bytes() == tiny_split.read_bytes()
 
     again = _train(tiny_split, run, text_cache)
     assert again.returncode == 0, again.stderr[-3000:]
