@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .runtime import set_threads
+
 SEGRESNET_KWARGS = dict(blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1), init_filters=16, in_channels=4, out_channels=3)
 SEGRESNET_ROI = (240, 240, 160)
 SEGRESNET_OVERLAP = 0.5
@@ -53,17 +55,6 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _set_threads(threads: int | None) -> None:
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-        try:
-            torch.set_num_interop_threads(1)
-        except RuntimeError:
-            pass
 
 
 def _sync(device: str) -> None:
@@ -161,8 +152,8 @@ def count_flops_segresnet(window) -> int:
 # ----------------------------------------------------------------------------------- children (one each)
 def child_ours(spec: dict) -> dict:
     """One prediction with our Predictor, from files to written files, in this (fresh) process."""
-    _set_threads(spec["threads"])
-    from .evaluation.scenario_eval import write_image_atomically
+    set_threads(spec["threads"])
+    from .fileio import write_image_atomically
     from .inference.predictor import Predictor
 
     start = time.perf_counter()
@@ -191,7 +182,7 @@ def child_ours(spec: dict) -> dict:
 
 def child_segresnet(spec: dict) -> dict:
     """MONAI's BraTS-tutorial SegResNet with sliding-window inference, from files to a written label map."""
-    _set_threads(spec["threads"])
+    set_threads(spec["threads"])
     import numpy as np
     import SimpleITK as sitk
     import torch
@@ -201,7 +192,7 @@ def child_segresnet(spec: dict) -> dict:
 
     from .constants import MODALITIES
     from .data.labels import labels_from_regions
-    from .evaluation.scenario_eval import write_image_atomically
+    from .fileio import write_image_atomically
 
     device = torch.device(spec["device"])
     torch.manual_seed(0)
@@ -291,6 +282,62 @@ def _step_rates(device: str, quick: bool, say: Callable[[str], None]) -> dict:
     return rates
 
 
+def _plan(quick: bool) -> list[tuple[str, str, dict]]:
+    """The measured runs: (name, child kind, spec entries over the base spec); ``images`` names the inputs:
+    "full" (all four sequences) or "missing" (MISSING_SCENARIO only)."""
+    from .config import preset
+
+    runs = [
+        ("segresnet", "segresnet", {"images": "full"}),
+        ("ours full set", "ours", {"images": "full"}),
+        ("ours FLAIR+T1ce (T1, T2 missing)", "ours", {"images": "missing"}),
+    ]
+    if quick:
+        return runs
+    window = preset("paper").inference
+    if window.window is None:  # nothing windowed to compare against: use the classic 128^3 / 0.5
+        window.window, window.overlap = (128, 128, 128), 0.5
+    return runs + [
+        ("ours full set, bf16", "ours", {"images": "full", "precision": "bfloat16"}),
+        ("ours FLAIR+T1ce, bf16", "ours", {"images": "missing", "precision": "bfloat16"}),
+        ("ours FLAIR+T1ce, channels-last off", "ours", {"images": "missing", "channels_last": False}),
+        (f"ours FLAIR+T1ce, paper preset window {window.window} overlap {window.overlap}",
+         "ours", {"images": "missing", "window": list(window.window), "overlap": window.overlap}),
+    ]
+
+
+def _measure(runs, base: dict, inputs: dict[str, dict], out: Path, timeout: float, say) -> dict[str, dict]:
+    """Run every planned child process; {name: result} with GFLOP/s and the ratio to SegResNet."""
+    results: dict[str, dict] = {}
+    for i, (name, kind, extra) in enumerate(runs):
+        say(f"[{i + 1}/{len(runs)}] {name}")
+        spec = {**base, **extra, "images": inputs[extra["images"]], "out": str(out / f"run{i}")}
+        Path(spec["out"]).mkdir(parents=True, exist_ok=True)
+        result = _run_child(kind, spec, timeout)
+        result["kind"] = kind
+        result["precision"] = spec["precision"] if kind == "ours" else (
+            "float16 autocast" if base["device"].startswith("cuda") else "float32")
+        if result.get("flops") and result.get("model_s"):
+            result["gflops"] = result["flops"] / 1e9
+            result["gflop_per_s"] = result["flops"] / 1e9 / result["model_s"]
+        results[name] = result
+        say("    " + ", ".join(f"{k} {v:.2f}" for k, v in result.items() if isinstance(v, float))
+            + (f" {result['error']}" if "error" in result else ""))
+    reference = results["segresnet"].get("io_s")
+    for result in results.values():
+        if reference and result.get("io_s"):
+            result["ratio_to_segresnet"] = result["io_s"] / reference
+    return results
+
+
+def _bf16_agreement(results: dict[str, dict]) -> dict:
+    agreement = {}
+    for a, b in (("ours full set", "ours full set, bf16"), ("ours FLAIR+T1ce (T1, T2 missing)", "ours FLAIR+T1ce, bf16")):
+        if b in results and "labels" in results.get(a, {}) and "labels" in results.get(b, {}):
+            agreement[b] = label_agreement(results[a]["labels"], results[b]["labels"])
+    return agreement
+
+
 def run_benchmark(out_dir: str | Path, *, threads: int = 2, device: str = "cpu", quick: bool = False,
                   bundle: str | Path | None = None, say: Callable[[str], None] = print, timeout: float = 1800) -> dict:
     """Run everything described in the module docstring; write ``benchmark.json`` and ``benchmark.md``.
@@ -298,8 +345,6 @@ def run_benchmark(out_dir: str | Path, *, threads: int = 2, device: str = "cpu",
     bundle: benchmark this (trained) bundle instead of the random-weight ``paper`` one; with random weights
     the bf16/float32 label agreement is close to meaningless (the labels are nearly constant)."""
     import torch
-
-    from .config import preset
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -313,45 +358,9 @@ def run_benchmark(out_dir: str | Path, *, threads: int = 2, device: str = "cpu",
         architecture = f"bundle {bundle}"
     base = {"bundle": str(bundle), "device": device, "threads": threads, "precision": "float32", "window": None,
             "overlap": 0.0}
-    full = {m: str(p) for m, p in images.items()}
-    missing = {m: (str(p) if m in MISSING_SCENARIO else None) for m, p in images.items()}
-    paper_inference = preset("paper").inference
-    if paper_inference.window is None:  # nothing windowed to compare against: use the classic 128^3 / 0.5
-        paper_inference.window, paper_inference.overlap = (128, 128, 128), 0.5
-    runs = [
-        ("segresnet", "segresnet", {"images": full}),
-        ("ours full set", "ours", {"images": full}),
-        ("ours FLAIR+T1ce (T1, T2 missing)", "ours", {"images": missing}),
-    ]
-    if not quick:
-        runs += [
-            ("ours full set, bf16", "ours", {"images": full, "precision": "bfloat16"}),
-            ("ours FLAIR+T1ce, bf16", "ours", {"images": missing, "precision": "bfloat16"}),
-            ("ours FLAIR+T1ce, channels-last off", "ours", {"images": missing, "channels_last": False}),
-            (f"ours FLAIR+T1ce, paper preset window {paper_inference.window} overlap {paper_inference.overlap}",
-             "ours", {"images": missing, "window": list(paper_inference.window), "overlap": paper_inference.overlap}),
-        ]
-    results: dict[str, dict] = {}
-    for i, (name, kind, extra) in enumerate(runs):
-        say(f"[{i + 1}/{len(runs)}] {name}")
-        spec = {**base, **extra, "out": str(out / f"run{i}")}
-        Path(spec["out"]).mkdir(parents=True, exist_ok=True)
-        result = _run_child(kind, spec, timeout)
-        result["kind"] = kind
-        result["precision"] = spec["precision"] if kind == "ours" else ("float16 autocast" if device.startswith("cuda") else "float32")
-        if result.get("flops") and result.get("model_s"):
-            result["gflops"] = result["flops"] / 1e9
-            result["gflop_per_s"] = result["flops"] / 1e9 / result["model_s"]
-        results[name] = result
-        say("    " + ", ".join(f"{k} {v:.2f}" for k, v in result.items() if isinstance(v, float)) + (f" {result['error']}" if "error" in result else ""))
-    reference = results["segresnet"].get("io_s")
-    for result in results.values():
-        if reference and result.get("io_s"):
-            result["ratio_to_segresnet"] = result["io_s"] / reference
-    agreement = {}
-    for a, b in (("ours full set", "ours full set, bf16"), ("ours FLAIR+T1ce (T1, T2 missing)", "ours FLAIR+T1ce, bf16")):
-        if b in results and "labels" in results.get(a, {}) and "labels" in results.get(b, {}):
-            agreement[b] = label_agreement(results[a]["labels"], results[b]["labels"])
+    inputs = {"full": {m: str(p) for m, p in images.items()},
+              "missing": {m: (str(p) if m in MISSING_SCENARIO else None) for m, p in images.items()}}
+    results = _measure(_plan(quick), base, inputs, out, timeout, say)
     report = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "device": device,
@@ -362,7 +371,7 @@ def run_benchmark(out_dir: str | Path, *, threads: int = 2, device: str = "cpu",
         "case": origin,
         "architecture": architecture,
         "runs": results,
-        "bf16_label_agreement_dice": agreement,
+        "bf16_label_agreement_dice": _bf16_agreement(results),
         "step_rates": _step_rates(device, quick, say),
         "targets": {"ratio_to_segresnet_max": 1.0, "peak_rss_mb_max": 2500.0, "cuda_seconds_per_case_max": 2.0},
         "torch": torch.__version__,
