@@ -9,16 +9,18 @@ the input reference image.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..constants import MODALITIES, NUM_MODALITIES
+from .input_checks import value_problem
 from .labels import LabelError, normalize_label_values
 
 __all__ = [
-    "GeometryError", "ImageError", "LabelError", "Geometry", "PreprocessedCase", "load_case", "uncrop",
-    "to_reference_image", "ORIENTATION", "CROP_MARGIN", "CLIP_Z",
+    "GeometryError", "ImageError", "LabelError", "Geometry", "PreprocessedCase", "load_case", "read_image",
+    "uncrop", "to_reference_image", "ORIENTATION", "CROP_MARGIN", "CLIP_Z",
 ]
 
 ORIENTATION = "LPS"
@@ -113,12 +115,23 @@ class PreprocessedCase:
         return tuple(reversed(self.grid.size)) if self.grid is not None else tuple(b[1] for b in self.bbox)
 
 
-def _read(source, case_id: str, what: str) -> sitk.Image:
+def read_image(source, case_id: str, what: str) -> sitk.Image:
+    """A 3D scalar image from a path (or an sitk.Image, passed through); float64 becomes float32.
+
+    Raises ImageError saying what is wrong: no such file, a folder instead of a file, an unreadable format,
+    not a 3D scalar volume. Messages start with ``case <case_id>: ``.
+    """
     if isinstance(source, sitk.Image):
         image = source
     else:
+        path = Path(source)
+        if path.is_dir():
+            raise ImageError(f"case {case_id}: {what} {path} is a folder, not an image file; give the NIfTI or NRRD "
+                             f"file itself (a DICOM series folder: convert it to NIfTI or load it in Slicer)")
+        if not path.exists():
+            raise ImageError(f"case {case_id}: {what} file {path} does not exist; check the path")
         try:
-            image = sitk.ReadImage(str(source))
+            image = sitk.ReadImage(str(path))
         except RuntimeError as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise ImageError(f"case {case_id}: cannot read {what} from {source}: {first}") from None
@@ -155,9 +168,20 @@ def _as_float32(image: sitk.Image, case_id: str, modality: str) -> np.ndarray:
         raise ImageError(f"case {case_id}: {modality} image is all NaN")
     if nan.any():
         out[nan] = 0.0
-    if not out.any():
-        raise ImageError(f"case {case_id}: {modality} image is empty (all zero)")
+    if not out.any():  # the image as read was checked: only resampling can have emptied it
+        raise ImageError(f"case {case_id}: {modality} image is all zero on the reference grid: it does not overlap "
+                         f"the reference's field of view")
     return out
+
+
+def _brain_from_mask(mask, reference: sitk.Image, ref_name: str, case_id: str, resample: bool) -> np.ndarray:
+    """bool (Z, Y, X) on the oriented grid from a brain-mask image on the reference grid; ImageError if empty."""
+    image = _matched(read_image(mask, case_id, "brain mask"), reference, ref_name, "brain mask", case_id, resample,
+                     is_label=True)
+    brain = sitk.GetArrayFromImage(sitk.DICOMOrient(image, ORIENTATION)) != 0
+    if not brain.any():
+        raise ImageError(f"case {case_id}: the brain mask is empty")
+    return brain
 
 
 def _bbox(mask: np.ndarray, margin: int) -> tuple[tuple[int, int], ...]:
@@ -170,13 +194,16 @@ def _bbox(mask: np.ndarray, margin: int) -> tuple[tuple[int, int], ...]:
 
 
 def load_case(images: dict, label=None, *, case_id: str = "case", resample: bool = False,
-              reference=None) -> PreprocessedCase:
+              reference=None, brain_mask: sitk.Image | None = None) -> PreprocessedCase:
     """Preprocess one case.
 
     images: modality -> file path, sitk.Image or None; only non-None entries are opened.
     label: path, sitk.Image or None. reference: a modality name or an sitk.Image whose grid the others must
     share (default: the first available sequence in MODALITIES order). resample: resample sequences (linear)
     and label (nearest) onto the reference grid instead of raising GeometryError.
+    brain_mask: the brain as an image on the reference grid (non-zero = brain), for inputs that are not
+    skull-stripped (``prepare_inputs``); None (default): the union of the non-zero voxels of the sequences.
+    Images that are empty, all NaN, or nothing but NaN and zeros raise ImageError before any resampling.
     """
     unknown = set(images) - set(MODALITIES)
     if unknown:
@@ -184,7 +211,11 @@ def load_case(images: dict, label=None, *, case_id: str = "case", resample: bool
     present = [m for m in MODALITIES if images.get(m) is not None]
     if not present:
         raise ImageError(f"case {case_id}: no sequence given; at least one of {', '.join(MODALITIES)} is needed")
-    read = {m: _read(images[m], case_id, m) for m in present}
+    read = {m: read_image(images[m], case_id, m) for m in present}
+    for m, image in read.items():
+        problem = value_problem(image)
+        if problem is not None:
+            raise ImageError(f"case {case_id}: {m} image {problem}")
     if isinstance(reference, sitk.Image):
         ref_image, ref_name = reference, "the reference image"
     else:
@@ -205,7 +236,10 @@ def load_case(images: dict, label=None, *, case_id: str = "case", resample: bool
     arrays: dict[str, np.ndarray] = {}
     for m in present:
         arrays[m] = _as_float32(oriented.pop(m), case_id, m)
-        brain |= arrays[m] != 0
+        if brain_mask is None:
+            brain |= arrays[m] != 0
+    if brain_mask is not None:
+        brain = _brain_from_mask(brain_mask, ref_image, ref_name, case_id, resample)
     bbox = _bbox(brain, CROP_MARGIN)
     crop = tuple(slice(a, b) for a, b in bbox)
     brain = np.ascontiguousarray(brain[crop])
@@ -227,7 +261,7 @@ def load_case(images: dict, label=None, *, case_id: str = "case", resample: bool
 
     label_array = None
     if label is not None:
-        label_image = _read(label, case_id, "label")
+        label_image = read_image(label, case_id, "label")
         label_image = _matched(label_image, ref_image, ref_name, "label", case_id, resample, is_label=True)
         label_image = sitk.DICOMOrient(label_image, ORIENTATION)
         values = normalize_label_values(sitk.GetArrayFromImage(label_image), case_id)  # whole map checked
