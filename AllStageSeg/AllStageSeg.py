@@ -1,8 +1,9 @@
 """AllStageSeg: brain-tumour segmentation in 3D Slicer from any subset of FLAIR, T1ce, T1 and T2.
 
-The only file of the module that imports qt, ctk or slicer.ScriptedLoadableModule. Everything that can run
-without Qt lives in AllStageSegLib; the networks run in a separate ``PythonSlicer -m AllStageTraining
-predict`` process, so torch is never imported into Slicer's GUI process.
+The only file of the module that imports qt, ctk or slicer.ScriptedLoadableModule; every decision is in
+AllStageSegLib (plain Python, tested without Qt). The networks run in a separate ``PythonSlicer
+AllStageSegLib/run_predict.py predict ...`` process, so torch is never imported into Slicer's GUI process.
+Needs Slicer 5.10 or newer (AllStageSegLib.slicer_release); this file still loads in older releases, to say so.
 """
 
 import importlib
@@ -25,8 +26,9 @@ from slicer.util import VTKObservationMixin
 from AllStageSegLib.resources import training_package_parent
 
 MODULE_DIR = Path(__file__).resolve().parent
-if training_package_parent() and str(training_package_parent()) not in sys.path:
-    sys.path.append(str(training_package_parent()))  # installed: beside this file; source tree: one folder up
+_TRAINING_PARENT = training_package_parent()  # installed: this folder (the inference part); source tree: one up
+if _TRAINING_PARENT and str(_TRAINING_PARENT) not in sys.path:
+    sys.path.append(str(_TRAINING_PARENT))
 
 from AllStageSegLib import dependencies, models, mrml_io  # noqa: E402
 from AllStageSegLib.input_choices import InputChoices, candidate_volumes  # noqa: E402
@@ -152,6 +154,7 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._runInputs = {}
         self._dependenciesChecked = False
         self._models = models.ModelList()
+        self._shownModel = None
         self._timer = qt.QTimer()
         self._timer.setInterval(200)
         self._timer.timeout.connect(self._onTimer)
@@ -183,7 +186,6 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.clicked.connect(self.onApplyButton)
 
         self.initializeParameterNode()
-        self.ui.statusLabel.text = slicer_version_blocker(*self.logic.slicerVersion())
 
     def cleanup(self):
         self._timer.stop()
@@ -222,8 +224,8 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self._shownModel = None
         self._onParameterNodeModified()
-        self._showModel()
 
     # --- inputs (the fill-or-keep rule is AllStageSegLib.input_choices)
 
@@ -237,10 +239,12 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Put volumes into the empty input selectors by their names, never over the user's choice."""
         if not self._parameterNode or self._run is not None:
             return
-        choices = InputChoices(self._parameterNode.parameterNode)
-        for modality, nodeId in choices.fill(candidate_volumes(slicer.mrmlScene), self._inputIds(),
-                                             also_cleared=alsoCleared).items():
-            setattr(self._parameterNode, f"{modality}Volume", slicer.mrmlScene.GetNodeByID(nodeId))
+        def apply(chosen):
+            for modality, nodeId in chosen.items():
+                setattr(self._parameterNode, f"{modality}Volume", slicer.mrmlScene.GetNodeByID(nodeId))
+
+        InputChoices(self._parameterNode.parameterNode).fill(candidate_volumes(slicer.mrmlScene), self._inputIds(),
+                                                            apply, also_cleared=alsoCleared)
 
     def _inputNodes(self):
         if not self._parameterNode:
@@ -302,6 +306,7 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _showModel(self):
         """The chosen model's metadata in the model section, its warnings in the status area."""
+        self._shownModel = self._parameterNode.model if self._parameterNode else None
         path = self._bundlePath()
         info = models.bundle_info(path) if path else None
         self.ui.modelInfoLabel.text = "\n".join(info.lines()) if info else ""
@@ -318,13 +323,12 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._saveModels()
             for combo, value in ((self.ui.modelComboBox, model), (self.ui.deviceComboBox, self._parameterNode.device),
                                  (self.ui.referenceComboBox, self._parameterNode.reference)):
-                if combo.currentIndex != max(combo.findData(value), 0):
-                    wasBlocked = combo.blockSignals(True)
-                    combo.setCurrentIndex(max(combo.findData(value), 0))
-                    combo.blockSignals(wasBlocked)
-                    if combo is self.ui.modelComboBox:
-                        self._showModel()
+                wasBlocked = combo.blockSignals(True)
+                combo.setCurrentIndex(max(combo.findData(value), 0))
+                combo.blockSignals(wasBlocked)
             self.ui.removeModelButton.enabled = model != models.DEMO
+            if model != self._shownModel:
+                self._showModel()
         self._updateApplyButton()
 
     def _updateApplyButton(self):
@@ -386,7 +390,8 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             result = run.result
             self.ui.statusLabel.text = status_text(f"Done in {result.seconds:.1f} s.", result.notes, result.warnings)
             self.logic.showResults(result, self._runInputs)
-            self._parameterNode.outputSegmentation = result.segmentation  # a re-run replaces it
+            if self._parameterNode:
+                self._parameterNode.outputSegmentation = result.segmentation  # a re-run replaces it
         elif update.state == CANCELLED:
             self.ui.progressBar.value = 0
             self.ui.statusLabel.text = "Cancelled."

@@ -65,20 +65,28 @@ class InputChoices:
         if changed:
             self._save(filled, by_user | changed)
 
-    def fill(self, volumes: dict[str, str], current: dict[str, str | None], *, also_cleared: bool = False) -> dict[str, str]:
-        """New choices (sequence -> node ID) for the empty selectors that the user has not set, by volume names.
+    def fill(self, volumes: dict[str, str], current: dict[str, str | None], apply, *,
+             also_cleared: bool = False) -> dict[str, str]:
+        """Choose volumes by name for the empty selectors that the user has not set; returns the choices
+        (sequence -> node ID) after ``apply(choices)`` has put them into the selectors.
 
         ``volumes``: node ID -> name (see :func:`candidate_volumes`). ``also_cleared``: fill the selectors the
-        user set to "not available" too (the "Fill from volume names" button). The caller applies the result;
-        it is recorded first, so that applying it does not count as the user's doing.
+        user set to "not available" too (the "Fill from volume names" button). The memory and the selectors
+        change inside one modification of the parameter node, so its observers (which call :meth:`observe`)
+        never see the one without the other and take the fill for the user's doing.
         """
-        self.observe(current)
-        filled, by_user = self._filled(), self.set_by_user()
-        kept = {m: current.get(m) or None for m in MODALITIES}
-        if not also_cleared:  # a selector the user emptied counts as taken
-            kept.update({m: _KEPT_EMPTY for m in by_user if not kept[m]})
-        chosen = assign_inputs(volumes, kept)
-        if chosen:
-            filled.update(chosen)
-            self._save(filled, by_user - set(chosen))
+        modifying = self.parameter_node.StartModify()
+        try:
+            self.observe(current)
+            filled, by_user = self._filled(), self.set_by_user()
+            kept = {m: current.get(m) or None for m in MODALITIES}
+            if not also_cleared:  # a selector the user emptied counts as taken
+                kept.update({m: _KEPT_EMPTY for m in by_user if not kept[m]})
+            chosen = assign_inputs(volumes, kept)
+            if chosen:
+                filled.update(chosen)
+                self._save(filled, by_user - set(chosen))
+                apply(chosen)
+        finally:
+            self.parameter_node.EndModify(modifying)
         return chosen

@@ -5,6 +5,8 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="slicer-core (the 'mrml' extra) is not installed")
 
+import vtk  # noqa: E402  (with slicer-core)
+
 from AllStageSegLib.input_choices import InputChoices, candidate_volumes
 from AllStageSegLib.predict_process import SUCCEEDED
 from AllStageSegLib.segmentation_run import SegmentationRun
@@ -15,14 +17,17 @@ from mrml_images import make_image
 
 class ModuleState:
     """What the widget does around its parameter node, without Qt: the four selectors are node references of
-    a scripted-module node (as the parameter-node wrapper keeps them); every change of the node is observed,
-    and a volume added to the scene asks for a fill once the scene is idle (here: when ``idle()`` is called)."""
+    a scripted-module node (as the parameter-node wrapper keeps them); every Modified event of that node is
+    observed (the widget's _onParameterNodeModified) while a fill sets the selectors one by one, and a volume
+    added to the scene asks for a fill once the scene
+    is idle (here: when ``idle()`` is called)."""
 
     def __init__(self, scene):
         self.scene = scene
         self.node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "AllStageSeg")
         self.pending_fill = False
         scene.AddObserver(scene.NodeAddedEvent, self._node_added)
+        self.node.AddObserver(vtk.vtkCommand.ModifiedEvent, lambda caller, event: InputChoices(self.node).observe(self.current()))
 
     def _node_added(self, caller, event):
         self.pending_fill = True
@@ -32,14 +37,14 @@ class ModuleState:
 
     def user_sets(self, modality, node) -> None:
         self.node.SetNodeReferenceID(f"{modality}Volume", node.GetID() if node else None)
-        InputChoices(self.node).observe(self.current())  # the widget's parameter-node observer
 
     def fill(self, also_cleared=False) -> None:
         """The widget's fillInputsFromNames (on entering the module, on the button, after a volume is added)."""
-        chosen = InputChoices(self.node).fill(candidate_volumes(self.scene), self.current(), also_cleared=also_cleared)
-        for modality, node_id in chosen.items():
-            self.node.SetNodeReferenceID(f"{modality}Volume", node_id)
-        InputChoices(self.node).observe(self.current())
+        def apply(chosen):
+            for modality, node_id in chosen.items():
+                self.node.SetNodeReferenceID(f"{modality}Volume", node_id)
+
+        InputChoices(self.node).fill(candidate_volumes(self.scene), self.current(), apply, also_cleared=also_cleared)
 
     def idle(self) -> None:
         if self.pending_fill:
