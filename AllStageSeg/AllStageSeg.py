@@ -33,8 +33,8 @@ if _TRAINING_PARENT and str(_TRAINING_PARENT) not in sys.path:
 from AllStageSegLib import dependencies, models, mrml_io  # noqa: E402
 from AllStageSegLib.input_choices import InputChoices, candidate_volumes  # noqa: E402
 from AllStageSegLib.predict_process import CANCELLED, RUNNING, SUCCEEDED  # noqa: E402
-from AllStageSegLib.readiness import (SEGMENT_TOOLTIP, run_blocker, segment_blocker, self_test_skip_reason,  # noqa: E402
-                                      status_text)
+from AllStageSegLib.readiness import (  # noqa: E402
+    SEGMENT_TOOLTIP, run_blocker, segment_blocker, self_test_skip_reason, status_text)
 from AllStageSegLib.resources import DEMO_BUNDLE, SAMPLE_CASE_FILES, SAMPLE_DATA_DIR, resource_path  # noqa: E402
 from AllStageSegLib.segmentation_run import SegmentationRun  # noqa: E402
 from AllStageSegLib.slicer_release import minimum_slicer_text, slicer_version_blocker  # noqa: E402
@@ -239,6 +239,7 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Put volumes into the empty input selectors by their names, never over the user's choice."""
         if not self._parameterNode or self._run is not None:
             return
+
         def apply(chosen):
             for modality, nodeId in chosen.items():
                 setattr(self._parameterNode, f"{modality}Volume", slicer.mrmlScene.GetNodeByID(nodeId))

@@ -72,7 +72,8 @@ class Problem:
         return f"{self.distribution} {self.installed} is older than the {self.minimum} needed"
 
 
-def problems(requirements: dict[str, tuple[str, str | None]] | None = None, version_of=installed_version) -> list[Problem]:
+def problems(requirements: dict[str, tuple[str, str | None]] | None = None,
+             version_of=installed_version) -> list[Problem]:
     """The packages of ``requirements`` (default REQUIREMENTS) that are missing or older than their minimum.
 
     ``version_of(import_name, distribution) -> version or None`` says what is installed.

@@ -216,7 +216,8 @@ def load_synthesized(scene, files: dict[str, Path], reference_node, reuse: dict 
     try:
         for modality, path in files.items():
             name = f"{MODALITY_DISPLAY[modality]} (synthesized)"
-            loaded[modality] = read_volume(scene, Path(path), name if modality in reuse else scene.GenerateUniqueName(name))
+            unique = name if modality in reuse else scene.GenerateUniqueName(name)  # a reused node keeps its own
+            loaded[modality] = read_volume(scene, Path(path), unique)
     except Exception:
         for node in loaded.values():
             remove_node(scene, node)

@@ -75,5 +75,7 @@ def self_test_skip_reason(slicer_version: tuple[int, int], problems: list[Proble
 def status_text(headline: str, notes=(), warnings=()) -> str:
     """The status area: a headline, then what the user should know, then the warnings (each marked)."""
     lines = [headline] + [note for note in notes if note]
-    lines += [f"Warning: {w[len('warning:'):].strip() if w.lower().startswith('warning:') else w}" for w in warnings if w]
+    for warning in filter(None, warnings):
+        lines.append("Warning: " + (warning[len("warning:"):].strip() if warning.lower().startswith("warning:")
+                                    else warning))
     return "\n".join(lines)

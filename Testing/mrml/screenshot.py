@@ -33,7 +33,8 @@ OVERLAY_OPACITY = 0.55
 
 def segment_sample_case(scene, timeout: float = 300):
     """(inputs, RunResult) of the sample case's FLAIR and T1 segmented with the demo bundle in ``scene``."""
-    inputs = {m: mrml_io.read_volume(scene, SAMPLE / f"SynthBraTS_001_{m}.nii.gz", f"SynthBraTS_001_{m}") for m in GIVEN}
+    inputs = {m: mrml_io.read_volume(scene, SAMPLE / f"SynthBraTS_001_{m}.nii.gz", f"SynthBraTS_001_{m}")
+              for m in GIVEN}
     run = SegmentationRun(scene, inputs, DEMO_BUNDLE, device="cpu").start()
     update = run.wait(timeout=timeout)
     if update.state != "succeeded":
@@ -75,11 +76,11 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return (np.clip((image - low) / max(high - low, 1e-6), 0, 1) * 255).astype(np.uint8)
 
 
-def _colours(segmentation_node) -> dict[int, np.ndarray]:
-    """BraTS label value -> RGB 0..255 of each segment, as the segmentation shows it."""
+def _segments(segmentation_node) -> list[tuple[int, str, np.ndarray]]:
+    """(BraTS label value, name, RGB 0..255) of each segment, as the segmentation shows it, by value."""
     segments = segmentation_node.GetSegmentation()
-    return {segments.GetNthSegment(i).GetLabelValue(): np.array(segments.GetNthSegment(i).GetColor()) * 255
-            for i in range(segments.GetNumberOfSegments())}
+    found = [segments.GetNthSegment(i) for i in range(segments.GetNumberOfSegments())]
+    return sorted((s.GetLabelValue(), s.GetName(), np.array(s.GetColor()) * 255) for s in found)
 
 
 def render(scene, inputs: dict, result, out: Path = SCREENSHOT) -> Path:
@@ -95,7 +96,7 @@ def render(scene, inputs: dict, result, out: Path = SCREENSHOT) -> Path:
               _gray(axial_view(ras_array(volumes[m]), s)[box])) for m in MODALITIES]
     base = np.repeat(_gray(axial_view(ras_array(reference), s)[box])[..., None], 3, axis=2).astype(float)
     label_view = axial_view(labels, s)[box]
-    for value, colour in _colours(result.segmentation).items():
+    for value, _, colour in _segments(result.segmentation):
         mask = label_view == value
         base[mask] = (1 - OVERLAY_OPACITY) * base[mask] + OVERLAY_OPACITY * colour
     views.append(("Segmentation: NCR, ED, ET", base.astype(np.uint8)))
@@ -109,10 +110,9 @@ def render(scene, inputs: dict, result, out: Path = SCREENSHOT) -> Path:
         canvas.paste(image.convert("RGB"), (index * PANEL, title_height))
         draw.text((index * PANEL + 6, 5), title, fill="white", font=font)
     x = 6
-    for value, colour in sorted(_colours(result.segmentation).items()):
-        name = next(result.segmentation.GetSegmentation().GetNthSegment(i).GetName()
-                    for i in range(3) if result.segmentation.GetSegmentation().GetNthSegment(i).GetLabelValue() == value)
-        draw.rectangle((x, PANEL + title_height + 8, x + 14, PANEL + title_height + 22), fill=tuple(int(c) for c in colour))
+    for value, name, colour in _segments(result.segmentation):
+        draw.rectangle((x, PANEL + title_height + 8, x + 14, PANEL + title_height + 22),
+                       fill=tuple(int(c) for c in colour))
         draw.text((x + 20, PANEL + title_height + 7), f"{name} ({value})", fill="white", font=font)
         x += 110
     draw.text((x + 20, PANEL + title_height + 7), "Demo model (synthetic data only, not for clinical use); "

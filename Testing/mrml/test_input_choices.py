@@ -27,7 +27,8 @@ class ModuleState:
         self.node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "AllStageSeg")
         self.pending_fill = False
         scene.AddObserver(scene.NodeAddedEvent, self._node_added)
-        self.node.AddObserver(vtk.vtkCommand.ModifiedEvent, lambda caller, event: InputChoices(self.node).observe(self.current()))
+        self.node.AddObserver(vtk.vtkCommand.ModifiedEvent,
+                              lambda caller, event: InputChoices(self.node).observe(self.current()))
 
     def _node_added(self, caller, event):
         self.pending_fill = True

@@ -35,7 +35,8 @@ def test_label_map_becomes_ncr_ed_et_and_exports_back_to_1_2_4(scene, write_imag
     segmentation = mrml_io.load_segmentation(scene, write_image("seg.nii.gz", labels), reference, "case tumour")
 
     segments = segmentation.GetSegmentation()
-    found = {segments.GetNthSegment(i).GetName(): segments.GetNthSegment(i) for i in range(segments.GetNumberOfSegments())}
+    found = {segments.GetNthSegment(i).GetName(): segments.GetNthSegment(i)
+             for i in range(segments.GetNumberOfSegments())}
     assert sorted(found) == sorted(LABEL_NAMES.values())
     definitions = {d.name: d for d in read_label_definitions()}
     for name, segment in found.items():
@@ -92,7 +93,8 @@ def test_synthesized_volumes_are_named_marked_and_placed_beside_the_input(scene,
         assert node.GetAttribute(mrml_io.SYNTHESIZED_ATTRIBUTE) == modality
         assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(node)) == study
         np.testing.assert_allclose(ijk_to_ras(node), ijk_to_ras(reference), atol=1e-6)
-        np.testing.assert_array_equal(mrml_io.voxels(node), sitk.GetArrayFromImage(sitk.ReadImage(str(files[modality]))))
+        np.testing.assert_array_equal(mrml_io.voxels(node),
+                                      sitk.GetArrayFromImage(sitk.ReadImage(str(files[modality]))))
 
 
 def test_synthesized_names_are_not_repeated_and_reused_nodes_keep_theirs(scene, write_image, load_volume):

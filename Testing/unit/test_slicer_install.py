@@ -35,7 +35,7 @@ try:
 except SystemExit as exit:
     code = exit.code
 files = sorted({m.__file__ for name, m in list(sys.modules.items())
-                if (name == "AllStageTraining" or name.startswith("AllStageTraining.")) and getattr(m, "__file__", None)})
+                if name.split(".")[0] == "AllStageTraining" and getattr(m, "__file__", None)})
 print(json.dumps({"files": files, "code": code}), file=sys.stderr)
 """
 
@@ -48,9 +48,9 @@ def _cmake_list(name: str) -> list[str]:
 
 
 def _predict_args(out: Path) -> list[str]:
-    return ["predict", "--bundle", str(DEMO_BUNDLE), "--device", "cpu", "--flair", str(SAMPLE / "SynthBraTS_001_flair.nii.gz"),
-            "--t1", str(SAMPLE / "SynthBraTS_001_t1.nii.gz"), "--out-seg", str(out / "seg.nii.gz"),
-            "--out-recon-dir", str(out / "synthesized")]
+    return ["predict", "--bundle", str(DEMO_BUNDLE), "--device", "cpu",
+            "--flair", str(SAMPLE / "SynthBraTS_001_flair.nii.gz"), "--t1", str(SAMPLE / "SynthBraTS_001_t1.nii.gz"),
+            "--out-seg", str(out / "seg.nii.gz"), "--out-recon-dir", str(out / "synthesized")]
 
 
 def _probe(launcher: Path, out: Path, cwd: Path) -> dict:

@@ -84,7 +84,8 @@ def test_an_old_torch_is_upgraded_through_the_pytorch_extension():
                  "scipy": None}
     found = problems(version_of=lambda name, distribution: installed[name])
     assert [(p.name, p.action) for p in found] == [("torch", "upgrade"), ("scipy", "install")]
-    assert found[0].describe() == "torch 1.13.1 is older than the 2.2 needed" and found[1].describe() == "scipy is missing"
+    assert found[0].describe() == "torch 1.13.1 is older than the 2.2 needed"
+    assert found[1].describe() == "scipy is missing"
     plan = install_plan(found, pytorch_utils_available=True)
     assert plan.torch_requirement == "torch>=2.2" and plan.torch_version_requirement == ">=2.2"
     assert plan.pip_requirements == ["scipy>=1.10"]
@@ -125,7 +126,8 @@ def test_the_self_test_skips_inference_with_a_reason_where_it_cannot_run(tmp_pat
     reason = self_test_skip_reason((5, 10), no_torch, sample, demo)
     assert reason.startswith("Inference skipped:") and "torch is missing" in reason and "PyTorch Utils" in reason
     assert "needs 3D Slicer 5.10" in self_test_skip_reason((5, 8), [], sample, demo)
-    assert "sample case (t2)" in self_test_skip_reason((5, 10), [], {m: sample[m] for m in ("flair", "t1ce", "t1")}, demo)
+    three = {m: sample[m] for m in ("flair", "t1ce", "t1")}
+    assert "sample case (t2)" in self_test_skip_reason((5, 10), [], three, demo)
     assert "demo model" in self_test_skip_reason((5, 10), [], sample, tmp_path / "absent.zip")
     assert self_test_skip_reason((5, 10), [], sample, demo) == ""  # it runs inference here
 

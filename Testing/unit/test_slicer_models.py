@@ -60,7 +60,8 @@ def test_unreadable_bundles_get_a_message_not_an_exception(tmp_path):
 def test_reading_the_metadata_does_not_import_torch():
     code = (f"import sys; sys.path.insert(0, {str(ROOT / 'AllStageSeg')!r}); from AllStageSegLib.models import "
             f"bundle_info; bundle_info({str(DEMO_BUNDLE)!r}); print('torch' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 def test_the_model_list_survives_a_restart_through_its_setting(tmp_path):

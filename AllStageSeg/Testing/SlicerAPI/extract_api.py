@@ -52,7 +52,8 @@ def _git(repo: str, *args: str) -> str:
 def _headers(repo: str, tag: str) -> dict[str, str]:
     """Header basename without .h -> path in the tree (Libs/ first for Slicer, the shortest path otherwise)."""
     found: dict[str, str] = {}
-    for path in sorted(_git(repo, "ls-tree", "-r", "--name-only", tag).splitlines(), key=lambda p: (not p.startswith("Libs/"), len(p))):
+    paths = _git(repo, "ls-tree", "-r", "--name-only", tag).splitlines()
+    for path in sorted(paths, key=lambda p: (not p.startswith("Libs/"), len(p))):
         if path.endswith(".h") and "/Testing/" not in path and "ThirdParty" not in path:
             found.setdefault(path.rsplit("/", 1)[-1][:-2], path)
     return found
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
              f"--slicer-tag {args.slicer_tag} --vtk-git VTK_REPO --vtk-tag {args.vtk_tag}"]
     lines += [f"class {name} {superclass}" for name, superclass in sorted(classes.items())]
     lines += [f"method {name}" for name in sorted(methods)]
-    lines += [f"util {name}" for name in sorted(_python_names(args.slicer_git, args.slicer_tag, "Base/Python/slicer/util.py"))]
+    util = _python_names(args.slicer_git, args.slicer_tag, "Base/Python/slicer/util.py")
+    lines += [f"util {name}" for name in sorted(util)]
     for module, path in PYTHON_PACKAGES.items():
         lines += [f"python {module}.{name}" for name in sorted(_python_names(args.slicer_git, args.slicer_tag, path))]
     sys.stdout.write("\n".join(lines) + "\n")
