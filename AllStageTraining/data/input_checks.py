@@ -13,7 +13,8 @@ status bar, with a severity: ``info`` (what was seen), ``warning`` (the result m
   less than ``HEAD_ML`` passes for stripped.
 - ``alignment_evidence``: is a sequence aligned with the reference? Mattes mutual information inside the
   reference's head (or brain) at identity and after moving the sequence by +-``PROBE_MM`` along each axis
-  and +-``PROBE_DEG`` about each axis (at the centre of the mask); aligned images are at a maximum, so
+  and rotating it about each axis (through the mask's centre) by the angle that moves the mask's points
+  ``PROBE_MM`` (rms; about 2 degrees for a head); aligned images are at a maximum, so
   misaligned when a probe raises the information by more than ``MISALIGNED_GAIN`` (relative). The
   per-axis parabola through the three values estimates the offset.
 
@@ -34,14 +35,14 @@ from ..constants import MODALITY_DISPLAY
 
 SEVERITIES = ("info", "warning", "error")
 ANALYSIS_MM = 3.0  # the skull check runs on a copy subsampled to about this voxel size
-ALIGN_MM = 4.0  # the alignment check samples the reference on a grid of this voxel size
+ALIGN_MM = 4.0  # the alignment check samples the reference on a grid of this voxel size (or finer, see below)
+MIN_SAMPLES = 8000  # ... fine enough for this many samples inside the mask (never finer than the reference)
 CONSTANT_BORDER = 0.9  # share of border voxels holding the background value, above which the air is constant
 HEAD_ML = 2200.0  # a non-background region larger than this is a head, not a brain (brains: 1.0-1.9 l)
 ANISOTROPY_WARN = 3.0  # largest / smallest voxel side
 SPACING_WARN_MM = 3.0  # coarser voxels than this lose detail
-PROBE_MM = 2.0
-PROBE_DEG = 2.0
-MISALIGNED_GAIN = 0.004  # relative gain of mutual information under a probe that flags misalignment
+PROBE_MM = 2.0  # probes: shifts of this size, and rotations that move the mask's points this far (rms)
+MISALIGNED_GAIN = 0.005  # relative gain of mutual information under a probe that flags misalignment
 HISTOGRAM_BINS = 32
 
 
@@ -228,12 +229,13 @@ def skull_evidence(image: sitk.Image) -> SkullEvidence:
 class AlignmentEvidence:
     """What the alignment check measured: ``gain`` the largest relative rise of mutual information under a
     probe (negative: identity is best), ``offset_mm`` / ``offset_deg`` the per-axis parabola estimates of the
-    remaining shift and rotation (x, y, z), and the verdict ``aligned``."""
+    remaining shift and rotation (x, y, z), the rotation probe's angle, and the verdict ``aligned``."""
 
     aligned: bool
     gain: float
     offset_mm: tuple[float, float, float]
     offset_deg: tuple[float, float, float]
+    probe_deg: float
 
     def finding(self, modality: str, reference: str) -> Finding:
         ref = MODALITY_DISPLAY[reference]
@@ -242,7 +244,7 @@ class AlignmentEvidence:
         shift = float(np.linalg.norm(self.offset_mm))
         turn = float(np.linalg.norm(self.offset_deg))
         return Finding("warning", "misaligned", f"NOT aligned with {ref}: moving it by {PROBE_MM:g} mm or "
-                       f"{PROBE_DEG:g} degrees raises their mutual information by {100 * self.gain:.1f}% "
+                       f"{self.probe_deg:.1f} degrees raises their mutual information by {100 * self.gain:.1f}% "
                        f"(about {shift:.1f} mm and {turn:.1f} degrees off)", modality)
 
 
@@ -264,20 +266,30 @@ def mutual_information(a_bins: np.ndarray, b_bins: np.ndarray) -> float:
 
 class AlignmentSampler:
     """Mutual information of any sequence against ``reference`` inside ``mask`` (any grid, resampled),
-    sampled on an ``ALIGN_MM`` grid after Gaussian smoothing (sigma ``ALIGN_MM / 2``)."""
+    sampled on a grid of ``ALIGN_MM`` (finer for small masks, to keep ``MIN_SAMPLES``) after Gaussian
+    smoothing with sigma half that size. ``centre`` (mm) and ``probe_deg`` serve the probes."""
 
     def __init__(self, reference: sitk.Image, mask: sitk.Image):
-        size = [max(int(round(n * s / ALIGN_MM)), 1) for n, s in zip(reference.GetSize(), reference.GetSpacing())]
+        inside_ml = float(np.count_nonzero(sitk.GetArrayViewFromImage(mask))) * float(np.prod(mask.GetSpacing()))
+        self.spacing = float(np.clip((inside_ml / MIN_SAMPLES) ** (1 / 3), min(reference.GetSpacing()), ALIGN_MM))
+        size = [max(int(round(n * s / self.spacing)), 1) for n, s in zip(reference.GetSize(), reference.GetSpacing())]
         grid = sitk.Image(size, sitk.sitkUInt8)
-        grid.SetSpacing([ALIGN_MM] * 3)
+        grid.SetSpacing([self.spacing] * 3)
         grid.SetDirection(reference.GetDirection())
         # an origin off the inputs' voxel centres: identity interpolates as much as any probe does
-        offset = np.array(reference.GetDirection()).reshape(3, 3) @ np.full(3, 0.37 * ALIGN_MM)
+        offset = np.array(reference.GetDirection()).reshape(3, 3) @ np.full(3, 0.37 * self.spacing)
         grid.SetOrigin((np.array(reference.GetOrigin()) + offset).tolist())
         self.grid = grid
         inside = sitk.Resample(mask, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
         self.inside = sitk.GetArrayViewFromImage(inside) > 0
-        self.fixed_bins = _bins(self._sample(smoothed(reference), sitk.Transform()))
+        points = np.argwhere(self.inside)[:, ::-1] * self.spacing  # (x, y, z) mm in the grid's frame
+        self.centre = grid.TransformContinuousIndexToPhysicalPoint((points.mean(0) / self.spacing).tolist())
+        radius = float(np.sqrt(((points - points.mean(0)) ** 2).sum(1).mean()))
+        self.probe_deg = float(np.clip(np.degrees(PROBE_MM / max(radius, 1.0)), 1.0, 10.0))
+        self.fixed_bins = _bins(self._sample(self.smoothed(reference), sitk.Transform()))
+
+    def smoothed(self, image: sitk.Image) -> sitk.Image:
+        return smoothed(image, self.spacing / 2.0)
 
     def _sample(self, image: sitk.Image, transform: sitk.Transform) -> np.ndarray:
         warped = sitk.Resample(image, self.grid, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
@@ -312,19 +324,18 @@ def mask_centre(mask: sitk.Image) -> tuple[float, float, float]:
     return mask.TransformContinuousIndexToPhysicalPoint(index.tolist())
 
 
-def _probe(centre, axis: int, sign: float, rotation: bool) -> sitk.Euler3DTransform:
+def _probe(centre, axis: int, step: float, rotation: bool) -> sitk.Euler3DTransform:
     transform = sitk.Euler3DTransform()
     transform.SetCenter(centre)
     params = [0.0] * 6
-    params[axis + (0 if rotation else 3)] = sign * (np.deg2rad(PROBE_DEG) if rotation else PROBE_MM)
+    params[axis + (0 if rotation else 3)] = np.deg2rad(step) if rotation else step
     transform.SetParameters(params)
     return transform
 
 
-def alignment_evidence(sampler: AlignmentSampler, moving: sitk.Image, centre) -> AlignmentEvidence:
-    """Probe the mutual information of ``moving`` with the reference around identity (module docstring);
-    ``centre``: the rotation centre of the probes (mm), e.g. ``mask_centre`` of the reference's mask."""
-    moving = smoothed(moving)
+def alignment_evidence(sampler: AlignmentSampler, moving: sitk.Image) -> AlignmentEvidence:
+    """Probe the mutual information of ``moving`` with the reference around identity (module docstring)."""
+    moving = sampler.smoothed(moving)
     fixed_range = sampler.moving_range(moving)
 
     def similarity(_, transform):
@@ -333,13 +344,14 @@ def alignment_evidence(sampler: AlignmentSampler, moving: sitk.Image, centre) ->
     base = similarity(moving, sitk.Euler3DTransform())
     gains, offsets = [], {False: [], True: []}
     for rotation in (False, True):
-        step = PROBE_DEG if rotation else PROBE_MM
+        step = sampler.probe_deg if rotation else PROBE_MM
         for axis in range(3):
-            minus = similarity(moving, _probe(centre, axis, -1.0, rotation))
-            plus = similarity(moving, _probe(centre, axis, 1.0, rotation))
+            minus = similarity(moving, _probe(sampler.centre, axis, -step, rotation))
+            plus = similarity(moving, _probe(sampler.centre, axis, step, rotation))
             gains.extend([(minus - base) / abs(base), (plus - base) / abs(base)])
             curvature = plus + minus - 2.0 * base
             vertex = 0.5 * (minus - plus) / curvature * step if curvature < 0 else np.sign(plus - minus) * 2 * step
             offsets[rotation].append(float(np.clip(vertex, -2 * step, 2 * step)))
     gain = float(max(gains))
-    return AlignmentEvidence(gain <= MISALIGNED_GAIN, gain, tuple(offsets[False]), tuple(offsets[True]))
+    return AlignmentEvidence(gain <= MISALIGNED_GAIN, gain, tuple(offsets[False]), tuple(offsets[True]),
+                             sampler.probe_deg)

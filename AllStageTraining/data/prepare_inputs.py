@@ -31,7 +31,7 @@ import SimpleITK as sitk
 
 from ..constants import MODALITIES, MODALITY_DISPLAY
 from .input_checks import (AlignmentSampler, Finding, alignment_evidence, geometry_findings, intensity_findings,
-                           mask_centre, skull_evidence)
+                           skull_evidence)
 from .preprocess import Geometry, ImageError, read_image
 from .registration import register_rigid, resample_onto, save_transform
 
@@ -114,10 +114,9 @@ def _register(read, ref_name: str, ref_mask: sitk.Image, mode: str, findings: li
     replaces ``read[m]`` by the registered image on the reference grid. Returns the transforms used."""
     reference = read[ref_name]
     sampler = AlignmentSampler(reference, ref_mask)
-    centre = mask_centre(ref_mask)
     transforms = {}
     for modality in [m for m in read if m != ref_name]:
-        evidence = alignment_evidence(sampler, read[modality], centre)
+        evidence = alignment_evidence(sampler, read[modality])
         findings.append(evidence.finding(modality, ref_name))
         if mode == "never" or (mode == "auto" and evidence.aligned):
             if not evidence.aligned:
@@ -136,7 +135,7 @@ def _register(read, ref_name: str, ref_mask: sitk.Image, mode: str, findings: li
         findings.append(Finding("info", "registered", f"co-registered onto {ref}: moved {result.summary()}; "
                                 f"mutual information {result.similarity_before:.3f} -> {result.similarity_after:.3f}",
                                 modality))
-        if not alignment_evidence(sampler, read[modality], centre).aligned:
+        if not alignment_evidence(sampler, read[modality]).aligned:
             findings.append(Finding("warning", "still-misaligned", f"still not aligned with {ref} after "
                                     "co-registration: check the result", modality))
     return transforms

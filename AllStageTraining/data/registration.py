@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .input_checks import AlignmentSampler, mask_centre, smoothed
+from .input_checks import AlignmentSampler, mask_centre
 
 WORKING_MM = 2.0  # isotropic voxel size of the copies that are registered
 SHRINK_FACTORS = (3, 2, 1)  # levels: 6, 4 and 2 mm
@@ -128,7 +128,7 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, fixed_mask: sitk.Im
     stop = method.GetOptimizerStopConditionDescription()
 
     sampler = AlignmentSampler(fixed_f, fixed_mask)
-    moving_smooth = smoothed(moving_f)
+    moving_smooth = sampler.smoothed(moving_f)
     before = sampler.similarity(moving_smooth, sitk.Euler3DTransform())
     after = sampler.similarity(moving_smooth, transform)
     rotation = rotation_angle_deg(transform.GetMatrix())
