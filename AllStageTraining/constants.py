@@ -33,6 +33,10 @@ REGION_LABELS: dict[str, frozenset[int]] = {
     "ET": frozenset({LABEL_ET}),
 }
 
+#: Preprocessed intensities are z-scores inside the brain clipped to [-CLIP_Z, CLIP_Z], 0 outside the brain and
+#: in absent channels; the MAE's completions are held to the same convention.
+CLIP_Z = 5.0
+
 #: ET components smaller than this many mm^3 become NCR in the optional BraTS post-processing.
 ET_POSTPROCESS_MIN_MM3 = 500.0
 

@@ -86,11 +86,17 @@ _ENTRIES: tuple[Method, ...] = (
     Method("zero-fill-long", "zero-fill with the compute of both stages: optim_mae.steps + optim_seg.steps "
                              "segmenter steps", has_mae=False, objective=ZERO_FILL, personalizes=False,
            derive=_stage1_budget_to_stage2),
-    Method("m3ae-style", "MAE with L_rec only, learned fill, self-distillation between two dropout views, "
-                         "no hyper-network", has_mae=True, objective=SELF_DISTILLATION, personalizes=False,
-           overrides={"mae.w_pop": 0.0, "mae.w_cons": 0.0}),
-    Method("ours-no-da", "ours without distribution approximation (mae.w_pop = mae.w_cons = 0)",
+    Method("m3ae-style", "MAE with L_rec only (one masked view per step, as M3AE), learned fill, "
+                         "self-distillation between two dropout views, no hyper-network", has_mae=True,
+           objective=SELF_DISTILLATION, personalizes=False,
+           overrides={"mae.w_pop": 0.0, "mae.w_cons": 0.0, "mae.views": 1}),
+    Method("ours-no-da", "ours without distribution approximation (mae.w_pop = mae.w_cons = 0; still two masked "
+                         "views per step, so that only the two terms change)",
            has_mae=True, objective=CO_DISTILLATION, personalizes=True, overrides={"mae.w_pop": 0.0, "mae.w_cons": 0.0}),
+    Method("ours-no-pop", "ours without the population prior (mae.w_pop = 0)", has_mae=True,
+           objective=CO_DISTILLATION, personalizes=True, overrides={"mae.w_pop": 0.0}),
+    Method("ours-no-cons", "ours without cross-view consistency (mae.w_cons = 0)", has_mae=True,
+           objective=CO_DISTILLATION, personalizes=True, overrides={"mae.w_cons": 0.0}),
     Method("ours-no-distill", "ours without co-distillation (seg.w_logit_distill = seg.w_feat_distill = 0)",
            has_mae=True, objective=CO_DISTILLATION, personalizes=True,
            overrides={"seg.w_logit_distill": 0.0, "seg.w_feat_distill": 0.0}),

@@ -73,6 +73,49 @@ def set_threads(threads: int | None) -> None:
         pass
 
 
+#: What ``--precision`` accepts: ``auto`` picks bfloat16 where the device computes it natively, else float32.
+PRECISION_CHOICES: tuple[str, ...] = ("auto", "float32", "bfloat16")
+#: CPU flags (Linux ``/proc/cpuinfo``) that mean native bfloat16 arithmetic: AVX512-BF16, AMX-BF16.
+_NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 in ``/proc/cpuinfo``).
+
+    Without those instructions oneDNN emulates bfloat16, slower than float32, so ``auto`` stays float32 there
+    (and on systems without ``/proc/cpuinfo``).
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in _NATIVE_BF16_FLAGS)
+
+
+def resolve_precision(name: str, device: "torch.device") -> str:
+    """``auto`` -> "bfloat16" on a CPU with native bfloat16 or a CUDA GPU that supports it, else "float32";
+    "float32" and "bfloat16" are returned as they are. ValueError for another name."""
+    if name not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, not {name!r}")
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if device.type == "cpu" and cpu_has_native_bfloat16() else "float32"
+
+
+def autocast(device: "torch.device", precision: str):
+    """The autocast context for a resolved ``precision`` ("bfloat16": autocast; "float32": autocast disabled)."""
+    import torch
+
+    if precision == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
 def describe(device: "torch.device", precision: str, **extra: Any) -> dict[str, Any]:
     """What a stage ran on: ``{"device", "device_name", "threads", "precision", "torch", "recorded", ...}``.
 

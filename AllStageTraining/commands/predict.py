@@ -18,7 +18,7 @@ import sys
 import time
 
 from ..exit_codes import run_command
-from ..runtime import DEVICE_CHOICES
+from ..runtime import DEVICE_CHOICES, PRECISION_CHOICES
 
 HELP = "segment one case (or a folder of cases) from any subset of the four sequences"
 
@@ -40,8 +40,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="default: cuda when available")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: torch's choice)")
     parser.add_argument("--postprocess-et", action="store_true", help="BraTS post-processing: small ET volumes become NCR")
-    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
-                        help="bfloat16 runs the networks under autocast (see `benchmark`)")
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                        help="auto (default): bfloat16 autocast where the CPU/GPU computes it natively, float32 "
+                             "elsewhere; the choice is logged (see `benchmark` for speed and label agreement)")
 
 
 def _say(line: str) -> None:

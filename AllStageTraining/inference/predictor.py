@@ -16,8 +16,9 @@ Steps of ``Predictor.predict`` (one case):
 
 Networks run once over the whole padded brain crop when ``cfg.inference.window`` is None, else with MONAI's
 ``sliding_window_inference`` (window clamped to the crop, ``cfg.inference.overlap``, Gaussian blending;
-each window gets its own MAE box). Everything runs under ``torch.inference_mode``, in float32 unless
-``precision="bfloat16"`` (autocast), and big tensors are freed as soon as they are used.
+each window gets its own MAE box). Everything runs under ``torch.inference_mode``; the networks compute under
+bfloat16 autocast where the device runs it natively (``precision="auto"``, ``runtime.resolve_precision``) or
+in float32; thresholds and the display scaling are applied in float32. Big tensors are freed as soon as used.
 
 Synthesized sequences are z-scores inside the brain; for display they are written as
 ``RECON_SCALE * z + RECON_OFFSET`` inside the brain (z in [-5, 5] -> [0, 1000], brain mean 500) and 0
@@ -39,7 +40,7 @@ import torch
 from ..config import RunConfig
 from ..constants import MODALITIES, MODALITY_DISPLAY, Scenario, scenario_from_mask
 from ..nets.unet import use_channels_last
-from ..runtime import resolve_device
+from ..runtime import autocast, resolve_device, resolve_precision
 from .errors import InputError
 
 #: progress(fraction in [0, 1], stage words)
@@ -47,7 +48,6 @@ ProgressFn = Callable[[float, str], None]
 #: Synthesized sequences for display: RECON_SCALE * z-score + RECON_OFFSET inside the brain, 0 outside.
 RECON_SCALE = 100.0
 RECON_OFFSET = 500.0
-PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclass
@@ -142,17 +142,17 @@ class Predictor:
         segmenter: the stage-2 ``PersonalizedSegmenter``.
         device: "auto", "cpu", "cuda" or a torch.device.
         meta: free-form description of where the networks came from (``bundle.json`` for bundles).
-        precision: "float32" (default) or "bfloat16" (autocast; see ``benchmark`` for its speed and Dice).
+        precision: "auto" (default: bfloat16 autocast on CPUs and GPUs that compute it natively, else float32),
+            "float32" or "bfloat16" (see ``benchmark`` for speed and the agreement of the labels).
         channels_last: run the U-Nets in ``torch.channels_last_3d`` memory format (same results to float32
             rounding; about 1.6x faster 3D convolutions on CPU here). Default: on CPU only.
     """
 
     def __init__(self, cfg: RunConfig, mae, segmenter, device: str | torch.device = "auto", meta: dict | None = None,
-                 *, precision: str = "float32", channels_last: bool | None = None):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+                 *, precision: str = "auto", channels_last: bool | None = None):
         self.cfg = cfg
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.mae = None if mae is None else mae.to(self.device).eval()
         self.segmenter = segmenter.to(self.device).eval()
         self.channels_last = self.device.type == "cpu" if channels_last is None else bool(channels_last)
@@ -161,7 +161,6 @@ class Predictor:
                 if model is not None:
                     use_channels_last(model)
         self.meta = dict(meta or {})
-        self.precision = precision
         self.divisor = cfg.net.size_divisor
 
     # ---------------------------------------------------------------------------------------- building
@@ -185,10 +184,9 @@ class Predictor:
         return cls(cfg, mae, segmenter, device, {"source": str(run_dir), "text_encoder": identity}, **kwargs)
 
     # ---------------------------------------------------------------------------------------- running
-    def _autocast(self):
-        if self.precision == "bfloat16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return torch.autocast(self.device.type, enabled=False)
+    def autocast(self):
+        """The autocast context the networks run under (bfloat16 autocast, or disabled for float32)."""
+        return autocast(self.device, self.precision)
 
     def _run_network(self, fn, x: torch.Tensor, crop_shape: tuple[int, ...], out_channels: int) -> torch.Tensor:
         """``fn(window (1, C, d, h, w), box (1, 3, 2)) -> (1, out_channels, d, h, w)`` over the padded crop ``x``:
@@ -199,7 +197,7 @@ class Predictor:
         padded = tuple(x.shape[2:])
         if window is None or all(w >= p for w, p in zip(window, padded)):
             box = torch.from_numpy(normalized_box((0, 0, 0), padded, crop_shape))[None].to(self.device)
-            with self._autocast():
+            with self.autocast():
                 return fn(x, box).float()
         from monai.inferers import sliding_window_inference
 
@@ -208,7 +206,7 @@ class Predictor:
         def windowed(patch: torch.Tensor, slices) -> torch.Tensor:
             starts = [s.start for s in slices[0][2:]]
             box = torch.from_numpy(normalized_box(starts, patch.shape[2:], crop_shape))[None].to(self.device)
-            with self._autocast():
+            with self.autocast():
                 return fn(patch, box).float()
 
         return sliding_window_inference(x, roi, 1, windowed, overlap=self.cfg.inference.overlap, mode="gaussian",
@@ -224,6 +222,13 @@ class Predictor:
         case.image = None  # the tensor holds the only copy from here on
         return x
 
+    def _padded_brain(self, case, padded: tuple[int, ...]) -> torch.Tensor:
+        """The case's brain mask as a (1, 1, *padded) bool tensor on the device (False in the padding)."""
+        brain = torch.zeros((1, 1, *padded), dtype=torch.bool, device=self.device)
+        z, y, x = case.brain.shape
+        brain[0, 0, :z, :y, :x] = torch.from_numpy(case.brain)
+        return brain
+
     def _synthesized(self, x: torch.Tensor, case, scenario: Scenario, crop) -> dict[str, np.ndarray]:
         """The completed channels of the missing sequences, on the crop, in display scale (see the module
         docstring), 0 outside the brain."""
@@ -231,7 +236,7 @@ class Predictor:
         out = {}
         for channel, modality in enumerate(MODALITIES):
             if modality in scenario.missing:
-                values = x[crop][channel].clamp(-5.0, 5.0).mul_(RECON_SCALE).add_(RECON_OFFSET)
+                values = x[crop][channel].mul(RECON_SCALE).add_(RECON_OFFSET)
                 out[modality] = values.mul_(brain).cpu().numpy()
         return out
 
@@ -285,7 +290,10 @@ class Predictor:
         if scenario.missing and self.mae is not None:
             report(0.2, "reconstructing " + ", ".join(MODALITY_DISPLAY[m] for m in scenario.missing))
             available = torch.tensor([scenario.mask], dtype=torch.bool, device=self.device)
-            x = self._run_network(lambda v, box: self.mae.complete(v, available, box), x, crop_shape, len(MODALITIES))
+            visible = available[:, :, None, None, None]
+            recon = self._run_network(lambda v, box: self.mae(v, visible, box), x, crop_shape, len(MODALITIES))
+            x = self.mae.merge(x, recon, available, self._padded_brain(case, x.shape[2:]))
+            del recon
             synthesized = self._synthesized(x, case, scenario, crop)
             log.append(f"reconstructed {', '.join(MODALITY_DISPLAY[m] for m in scenario.missing)} with the MAE")
             laps.lap("reconstruct")

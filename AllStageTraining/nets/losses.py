@@ -35,10 +35,12 @@ def reconstruction_loss(
     return loss
 
 
-def population_loss(recon: Tensor, brain: Tensor, available: Tensor, ema: QuantileEMA) -> Tensor:
+def population_loss(recon: Tensor, brain: Tensor, available: Tensor, ema: QuantileEMA,
+                    estimator: str = "quantiles") -> Tensor:
     """L_pop: 1-D Wasserstein-1 distance between each ABSENT sequence's reconstructed brain intensities and the
-    population quantiles ``ema`` (which has no gradient); present sequences get no gradient from it."""
-    return ema.wasserstein(recon, brain, ~available.bool())
+    population quantiles ``ema`` (which has no gradient); present sequences get no gradient from it.
+    ``estimator``: see ``QuantileEMA.wasserstein``."""
+    return ema.wasserstein(recon, brain, ~available.bool(), estimator)
 
 
 def consistency_loss(

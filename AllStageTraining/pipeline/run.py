@@ -135,11 +135,14 @@ def _claim(run: RunFolder, cfg: RunConfig, split_path: Path) -> None:
         os.replace(tmp, run.split)
 
 
-def _training_record(runtime: Runtime, amp: bool) -> dict:
+def _training_record(runtime: Runtime, precision: str) -> dict:
+    """What a training stage runs on; ``precision`` is the OptimConfig value, resolved for the device."""
     from ..runtime import describe
+    from ..training.engine import training_precision
 
-    precision = "float16 autocast" if amp and runtime.device.type == "cuda" else "float32"
-    return describe(runtime.device, precision, world_size=runtime.world_size)
+    resolved = training_precision(precision, runtime.device)
+    return describe(runtime.device, resolved if resolved == "float32" else f"{resolved} autocast",
+                    world_size=runtime.world_size)
 
 
 def _stage1(cfg: RunConfig, split_path: Path, run: RunFolder, runtime: Runtime, mae_from, say: Log) -> str:
@@ -156,7 +159,7 @@ def _stage1(cfg: RunConfig, split_path: Path, run: RunFolder, runtime: Runtime, 
         return "copied"
     say(f"[{cfg.method}] stage 1 (MAE): {cfg.optim_mae.steps} steps on {runtime.device}")
     if runtime.is_main:
-        run.record_runtime("mae", _training_record(runtime, cfg.optim_mae.amp))
+        run.record_runtime("mae", _training_record(runtime, cfg.optim_mae.precision))
     train_mae(cfg, split_path, run.mae, resume=True, device=runtime.device)
     if runtime.is_main:
         atomic_write_json(run.mae_identity, {"key": mae_identity(cfg, split_path)})
@@ -188,7 +191,7 @@ def _stage2(cfg: RunConfig, split_path: Path, run: RunFolder, runtime: Runtime, 
     method = get_method(cfg.method)
     say(f"[{cfg.method}] stage 2 (segmenter, {method.objective}): {cfg.optim_seg.steps} steps on {runtime.device}")
     if runtime.is_main:
-        run.record_runtime("seg", _training_record(runtime, cfg.optim_seg.amp))
+        run.record_runtime("seg", _training_record(runtime, cfg.optim_seg.precision))
     train_seg(cfg, split_path, run.mae if method.has_mae else None, run.seg, resume=True, device=runtime.device)
     return "trained"
 

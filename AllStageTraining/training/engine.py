@@ -122,6 +122,19 @@ def place_on_device(module: nn.Module, device: torch.device) -> nn.Module:
     return module
 
 
+def training_precision(name: str, device: torch.device) -> str:
+    """How a training step computes for ``OptimConfig.precision``: "float16" (autocast with loss scaling, CUDA
+    only), "bfloat16" (autocast) or "float32". ``auto``: float16 on CUDA, bfloat16 on a CPU that runs it natively
+    (``runtime.cpu_has_native_bfloat16``), float32 elsewhere."""
+    from ..runtime import resolve_precision
+
+    if name == "float16" or (name == "auto" and device.type == "cuda"):
+        if device.type != "cuda":
+            raise ValueError("float16 training needs a CUDA GPU; use precision auto, bfloat16 or float32 on the CPU")
+        return "float16"
+    return resolve_precision(name, device)
+
+
 class TrainStep:
     """One optimizer step of an objective: autocast forward, scaled backward, clipping, AdamW and scheduler.
 
@@ -136,7 +149,8 @@ class TrainStep:
             raise ValueError("the objective has no trainable parameters")
         self.optim = optim
         self.device = device
-        self.use_amp = bool(optim.amp) and device.type == "cuda"
+        self.precision = training_precision(optim.precision, device)
+        self.use_amp = self.precision == "float16"  # float16 needs loss scaling; bfloat16 does not
         self.optimizer = torch.optim.AdamW(self.params, lr=optim.lr, weight_decay=optim.weight_decay)
         self.scheduler = build_scheduler(self.optimizer, optim.steps, optim.warmup_steps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
@@ -147,7 +161,8 @@ class TrainStep:
 
     def __call__(self, batch: Any, generator: torch.Generator) -> dict[str, Tensor]:
         """Run the step; returns the objective's terms, detached."""
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+        dtype = torch.float16 if self.use_amp else torch.bfloat16
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.precision != "float32"):
             terms = self.model(batch, generator)
         loss = terms["loss"]
         if not self.use_amp and not bool(torch.isfinite(loss.detach())):

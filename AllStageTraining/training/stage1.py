@@ -49,12 +49,14 @@ class MAEObjective(nn.Module):
 
     def __init__(self, mae: MultimodalMAE, cfg: MAEConfig):
         super().__init__()
+        if cfg.views not in (1, 2) or (cfg.w_cons > 0 and cfg.views != 2):
+            raise ValueError(f"mae.views must be 1 or 2, and 2 when L_cons is on (w_cons {cfg.w_cons}, views {cfg.views})")
         self.mae = mae
         self.cfg = cfg
 
     @property
     def n_views(self) -> int:
-        return 2 if self.cfg.w_cons > 0 else 1
+        return self.cfg.views
 
     @torch.no_grad()
     def update_population_prior(self, x: Tensor, brain: Tensor, available: Tensor) -> None:
@@ -96,7 +98,7 @@ class MAEObjective(nn.Module):
         ) / self.n_views
         total = terms["rec"]
         if cfg.w_pop > 0:
-            terms["pop"] = sum(population_loss(r, brain, available, self.mae.quantile_ema) for r in recon) / self.n_views
+            terms["pop"] = sum(population_loss(r, brain, available, self.mae.quantile_ema, cfg.pop_estimator) for r in recon) / self.n_views
             total = total + cfg.w_pop * terms["pop"]
         if cfg.w_cons > 0:
             terms["cons"] = consistency_loss(recon[0], recon[1], visible[0], visible[1], brain, available)
@@ -158,9 +160,9 @@ class MAEValidator:
                 others[m] = False
                 held_out = image.clone()
                 held_out[:, m] = 0.0
-                completed = mae.complete(held_out, others[None].to(self.device), box)[0, m, :z, :y, :x]
+                brain_box = item["brain"][None].to(self.device)
+                completed = mae.complete(held_out, others[None].to(self.device), box, brain_box)[0, m, :z, :y, :x]
                 target = image[0, m, :z, :y, :x]
-                completed = torch.where(brain, completed, torch.zeros_like(completed))
                 fill_only = torch.where(brain, fill[m, :z, :y, :x], torch.zeros_like(completed))
                 psnr, ssim = self._scores(completed, target)
                 fill_psnr, fill_ssim = self._scores(fill_only, target)
@@ -241,7 +243,7 @@ def fit_mae(cfg: RunConfig, split_path: str | Path, out_dir: str | Path, resume:
     elif runtime.is_main:
         print("[mae] the split has no validation cases: no reconstruction validation", flush=True)
     if runtime.is_main and objective.n_views == 1:
-        print("[mae] w_cons = 0: one masked view per sample (no consistency term)", flush=True)
+        print("[mae] mae.views = 1: one masked view per sample (no consistency term)", flush=True)
     result = train_loop(
         name="mae", objective=objective, dataset=dataset, optim=optim, out_dir=out_dir, seed=cfg.seed,
         runtime=runtime, resume=resume, config=cfg.fingerprint("mae"), validate=validator,

@@ -1,7 +1,7 @@
 """Training-step throughput of each stage on random data, for the ``benchmark`` command.
 
 The timed step is the real one (``TrainStep`` over ``MAEObjective`` or ``SegObjective``: autocast when
-``amp`` on CUDA, backward, clipping, AdamW, scheduler); only the data are random: a batch of the configured
+``precision`` asks for it, backward, clipping, AdamW, scheduler); only the data are random: a batch of the configured
 size and crop, half the samples with all four sequences and half with flair and t1 only (so that the
 absent-sequence terms and the MAE completion run too).
 """
@@ -55,7 +55,7 @@ def _objective(stage: str, cfg: RunConfig, device: torch.device):
 def stage_step_rate(stage: str, cfg: RunConfig, device="auto", steps: int = 5, warmup: int = 2) -> dict:
     """Optimizer steps per second of ``stage`` ("mae" | "seg") at ``cfg``'s batch size and crop.
 
-    Returns ``{"steps_per_s", "peak_memory_mb", "batch_size", "crop_size", "device", "amp"}``. Peak memory is
+    Returns ``{"steps_per_s", "peak_memory_mb", "batch_size", "crop_size", "device", "precision"}``. Peak memory is
     the CUDA allocator's peak during the timed steps on a GPU, and the process's peak resident set on the CPU.
     """
     device = resolve_device(device)
@@ -91,5 +91,5 @@ def stage_step_rate(stage: str, cfg: RunConfig, device="auto", steps: int = 5, w
         "batch_size": optim.batch_size,
         "crop_size": list(cfg.data.crop_size),
         "device": str(device),
-        "amp": runner.use_amp,
+        "precision": runner.precision,
     }

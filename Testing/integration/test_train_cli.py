@@ -95,7 +95,12 @@ def test_tiny_train_end_to_end_then_continues_without_retraining(tmp_path, tiny_
     # the device given is the one both training stages and the evaluation ran on; the split is the provenance
     runtime = json.loads((run / "runtime.json").read_text())
     assert set(runtime) == {"mae", "seg", "eval"}, runtime
-    assert all(r["device"] == "cpu" and r["threads"] == 1 and r["precision"] == "float32" for r in runtime.values())
+    assert all(r["device"] == "cpu" and r["threads"] == 1 for r in runtime.values())
+    from AllStageTraining.runtime import resolve_precision
+
+    expected = resolve_precision("auto", torch.device("cpu"))  # bfloat16 where the CPU runs it natively
+    assert runtime["eval"]["precision"] == expected
+    assert {runtime[s]["precision"] for s in ("mae", "seg")} == {expected if expected == "float32" else f"{expected} autocast"}
     assert (run / "split.json").read_bytes() == tiny_split.read_bytes()
 
     again = _train(tiny_split, run, text_cache)

@@ -49,7 +49,7 @@ def test_every_term_is_weighted_into_the_total_and_the_ema_learns_only_present_s
 
 
 @pytest.mark.parametrize("off", ["w_pop", "w_cons", "w_fill_reg"])
-def test_a_term_switched_off_is_absent_and_without_consistency_one_view_is_drawn(off):
+def test_a_term_switched_off_is_absent_and_views_are_their_own_setting(off):
     objective = _objective(**{off: 0.0})
     calls = []
     forward = objective.mae.forward
@@ -57,7 +57,7 @@ def test_a_term_switched_off_is_absent_and_without_consistency_one_view_is_drawn
     terms = objective(_batch(), step_generator(0, 0))
     name = {"w_pop": "pop", "w_cons": "cons", "w_fill_reg": "fill_reg"}[off]
     assert name not in terms
-    assert calls == [2 if off == "w_cons" else 4]  # the views of the 2 samples go through the MAE in one batch
+    assert calls == [4]  # two views of the 2 samples in one batch, with or without L_cons (mae.views = 2)
     cfg = objective.cfg
     weights = {"pop": cfg.w_pop, "cons": cfg.w_cons, "fill_reg": cfg.w_fill_reg}
     expected = terms["rec"] + sum(weights[k] * terms[k] for k in weights if k in terms)
@@ -73,7 +73,7 @@ def test_tiny_mae_reconstructs_held_out_sequences_better_than_the_learned_fill(t
     from AllStageTraining.training.stage1 import train_mae
 
     cfg = preset("tiny")
-    cfg.mae = dataclasses.replace(cfg.mae, w_cons=0.0)  # one view per step: the check is about L_rec
+    cfg.mae = dataclasses.replace(cfg.mae, w_cons=0.0, views=1)  # one view per step: the check is about L_rec
     cfg.optim_mae = dataclasses.replace(cfg.optim_mae, steps=80, lr=1e-2, ckpt_every=1000, log_every=20, val_every=0)
     path = train_mae(cfg, tiny_split, tmp_path / "mae", device="cpu")
 
@@ -94,3 +94,14 @@ def test_tiny_mae_reconstructs_held_out_sequences_better_than_the_learned_fill(t
     assert ssim > fill_ssim, sequences
     assert sum(s["psnr"] > s["fill_psnr"] for s in sequences.values()) >= 3, sequences
     assert list((tmp_path / "mae" / "tb").glob("events.out.tfevents.*"))
+
+
+def test_one_view_is_drawn_when_asked_and_consistency_needs_two():
+    objective = _objective(w_cons=0.0, views=1)
+    calls = []
+    forward = objective.mae.forward
+    objective.mae.forward = lambda x, *rest: calls.append(x.shape[0]) or forward(x, *rest)
+    terms = objective(_batch(), step_generator(0, 0))
+    assert calls == [2] and "cons" not in terms
+    with pytest.raises(ValueError, match="views"):
+        _objective(views=1)  # w_cons > 0 needs two views

@@ -53,7 +53,7 @@ class Regression(nn.Module):
 
 
 def _optim(steps: int, **kw) -> OptimConfig:
-    values = dict(steps=steps, batch_size=4, lr=1e-2, warmup_steps=2, val_every=0, ckpt_every=3, log_every=2, amp=False)
+    values = dict(steps=steps, batch_size=4, lr=1e-2, warmup_steps=2, val_every=0, ckpt_every=3, log_every=2, precision="float32")
     values.update(kw)
     return OptimConfig(**values)
 

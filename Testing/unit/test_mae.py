@@ -79,11 +79,12 @@ def test_absent_sequences_never_reach_the_input():
     garbage[~available] = 1e3
     with torch.no_grad():
         assert torch.equal(mae(x, visible, box), mae(garbage, visible, box))
-        completed = mae.complete(x, available, box)
+        brain = torch.ones(2, 1, *SHAPE)
+        completed = mae.complete(x, available, box, brain)
         assert torch.equal(completed[available], x[available])
-        assert torch.equal(mae.complete(garbage, available, box), completed)
+        assert torch.equal(mae.complete(garbage, available, box, brain), completed)
         recon = mae(x, available[:, :, None, None, None].expand_as(x), box)
-        assert torch.equal(completed[~available], recon[~available])
+        assert torch.equal(completed[~available], recon[~available].clamp(-5, 5))
 
 
 def test_quantile_ema_moves_only_present_sequences():
@@ -115,3 +116,60 @@ def test_wasserstein_is_zero_for_the_population_and_positive_for_a_shift():
     absent = torch.tensor([[0, 1, 0, 0]], dtype=torch.bool)
     assert ema.wasserstein(x, brain, absent) < 1e-6
     assert ema.wasserstein(x + 1.5, brain, absent) == pytest.approx(1.5, abs=1e-4)
+
+
+def test_completions_follow_the_real_channels_convention_zero_outside_the_brain_and_clipped():
+    torch.manual_seed(1)
+    cfg = preset("tiny")
+    mae = MultimodalMAE(cfg.net, cfg.mae).eval()
+    with torch.no_grad():
+        mae.fill.volume.normal_(std=20.0)  # a fill far outside [-5, 5]
+    available = torch.tensor([[1, 0, 0, 1]], dtype=torch.bool)
+    brain = torch.zeros(1, 1, *SHAPE)
+    brain[..., 4:28, 6:26, 8:24] = 1
+    x = torch.randn(1, 4, *SHAPE) * brain
+    with torch.no_grad():
+        completed = mae.complete(x, available, full_box(1), brain)
+    outside = brain[0, 0] == 0
+    for m in (1, 2):  # the completed channels
+        assert float(completed[0, m][outside].abs().max()) == 0.0
+        assert float(completed[0, m].abs().max()) <= 5.0
+        assert float(completed[0, m][~outside].abs().sum()) > 0
+    assert torch.equal(completed[0, [0, 3]], x[0, [0, 3]])
+
+
+def test_fill_equals_grid_sample_trilinear_with_border_padding():
+    import torch.nn.functional as F
+
+    torch.manual_seed(2)
+    fill = LearnedFill((12, 9, 7))
+    with torch.no_grad():
+        fill.volume.normal_()
+    box = torch.tensor([[[-1.3, 0.1], [0.7, -0.3], [0.0, 1.4]], [[-1.0, 1.0], [-1.0, 1.0], [-1.0, 1.0]]])
+    shape = (16, 12, 20)
+    t = [torch.linspace(0, 1, n) for n in shape]
+    z, y, x = (torch.lerp(box[:, a, 0:1], box[:, a, 1:2], t[a]) for a in range(3))
+    grid = torch.stack([x[:, None, None, :].expand(2, *shape), y[:, None, :, None].expand(2, *shape),
+                        z[:, :, None, None].expand(2, *shape)], dim=-1)
+    reference = F.grid_sample(fill.volume.unsqueeze(0).expand(2, *fill.volume.shape), grid, mode="bilinear",
+                              padding_mode="border", align_corners=True)
+    assert torch.allclose(fill(box, shape), reference, atol=1e-5)
+
+
+def test_voxelwise_wasserstein_agrees_with_the_quantile_one_and_spreads_its_gradient():
+    ema = QuantileEMA(4, 64, momentum=0.9)
+    brain = torch.ones(1, 1, 16, 16, 16)
+    x = torch.randn(1, 4, 16, 16, 16)
+    ema.update(x, brain, torch.ones(1, 4, dtype=torch.bool))
+    absent = torch.tensor([[0, 0, 1, 0]], dtype=torch.bool)
+    shifted = (x * 1.5 + 0.7).requires_grad_()
+    by_quantiles = ema.wasserstein(shifted, brain, absent, "quantiles")
+    by_voxels = ema.wasserstein(shifted, brain, absent, "voxels")
+    assert float(by_voxels.detach()) == pytest.approx(float(by_quantiles.detach()), rel=0.05)
+    (grad,) = torch.autograd.grad(by_voxels, shifted)
+    assert int((grad[0, 2] != 0).sum()) > 0.9 * grad[0, 2].numel()  # (almost) every voxel gets a gradient
+    (grad_q,) = torch.autograd.grad(ema.wasserstein(shifted, brain, absent, "quantiles"), shifted)
+    assert int((grad_q[0, 2] != 0).sum()) <= 2 * 64
+    assert float(grad[0, [0, 1, 3]].abs().sum()) == 0.0
+    with pytest.raises(ValueError):
+        ema.wasserstein(shifted, brain, absent, "median")
