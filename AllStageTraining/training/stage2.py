@@ -3,14 +3,16 @@
 The method (``cfg.method``, see ``methods``) picks one of three objectives. Per batch of crops with present
 sets A (B, 4):
 - co-distillation (``ours`` and its ablations): the MAE is frozen. Teacher view = real A + the MAE's
-  completion of the rest, with the prompt of the full set (FC12). Student view = a random non-empty S within
-  A (uniform over the 2^|A| - 1 subsets; S may equal A) kept real, the rest completed by the MAE from S, with
-  the prompt of S. Both views go through the shared segmenter in one batch. Loss = w_seg_teacher *
+  completion of the rest, with the prompt of the full set (FC12) or of A (``seg.teacher_prompt``). Student
+  view = a random non-empty S within A (S may equal A; ``seg.student_sampling``: uniform over the subsets of A,
+  or balanced so that every scenario is trained equally often, see ``scenario_sampling``) kept real, the rest
+  completed by the MAE from S, with the prompt of S. Completions follow the real channels' convention
+  (clipped, 0 outside the brain), exactly as at inference. Both views go through the shared segmenter in one batch. Loss = w_seg_teacher *
   seg(teacher) + w_seg_student * seg(student) + w_logit_distill * logit distillation + w_feat_distill *
   bottleneck distillation; the teacher's outputs are detached inside the distillation terms, so distillation
   never pushes the teacher branch.
 - dropout zero-fill (``zero-fill``, ``zero-fill-long``): no MAE; the plain U-Net sees a random non-empty S
-  within A, the other channels 0; segmentation loss only.
+  within A (drawn as the student's), the other channels 0; segmentation loss only.
 - two-view self-distillation (``m3ae-style``): two random subsets S1, S2 within A, each completed by the
   (L_rec-only) MAE; the view with more real sequences is the teacher (ties: view 1), detached in the
   distillation terms; no hyper-network.
@@ -26,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import RunConfig, SegConfig
-from ..constants import FULL_SCENARIO, NUM_MODALITIES, SCENARIOS
+from ..constants import FULL_SCENARIO, SCENARIOS
 from ..layout import CONFIG_FILE, EMBEDDINGS_FILE, MODEL_FILE
 from ..methods import CO_DISTILLATION, OBJECTIVES, ZERO_FILL, configure, get_method
 from ..nets.losses import feature_distillation, logit_distillation, segmentation_loss
@@ -36,45 +38,25 @@ from ..fileio import atomic_write_json
 from .cases import load_split_cases, load_weights, save_weights, with_grad_disabled
 from .distributed import barrier, init_runtime
 from .engine import place_on_device, seed_everything, train_loop
+from .scenario_sampling import N_CODES, codes, draw_subsets, mask_code, subset_probabilities
 
-#: SCENARIOS index of each availability mask, by the mask's bit code sum(mask[m] << m).
-_SCENARIO_OF_CODE = torch.full((2**NUM_MODALITIES,), -1, dtype=torch.long)
+#: SCENARIOS index of each availability mask, by the mask's bit code (``scenario_sampling.mask_code``).
+_SCENARIO_OF_CODE = torch.full((N_CODES,), -1, dtype=torch.long)
 for _s in SCENARIOS:
-    _SCENARIO_OF_CODE[sum(int(v) << m for m, v in enumerate(_s.mask))] = _s.index
-
-
-def _codes(mask: Tensor) -> Tensor:
-    weights = 2 ** torch.arange(mask.shape[1], device=mask.device)
-    return (mask.long() * weights).sum(1)
+    _SCENARIO_OF_CODE[mask_code(_s.mask)] = _s.index
 
 
 def scenario_indices(mask: Tensor) -> Tensor:
     """(B, 4) bool availability -> (B,) long indices into SCENARIOS (every row must be non-empty)."""
     if not bool(mask.any(1).all()):
         raise ValueError("every sample needs at least one sequence")
-    return _SCENARIO_OF_CODE.to(mask.device)[_codes(mask.bool())]
+    return _SCENARIO_OF_CODE.to(mask.device)[codes(mask.bool())]
 
 
-def random_subsets(available: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """A uniformly random non-empty subset S of each sample's present set A: (B, 4) bool -> (B, 4) bool.
-
-    Each of the 2^|A| - 1 non-empty subsets (A itself included) is equally likely. CPU generator.
-    """
-    present = available.detach().bool().cpu()
-    subsets = torch.zeros_like(present)
-    for b in range(present.shape[0]):
-        positions = present[b].nonzero().flatten()
-        if len(positions) == 0:
-            raise ValueError(f"sample {b} has no available sequence")
-        code = int(torch.randint(1, 2 ** len(positions), (1,), generator=generator))
-        for bit, position in enumerate(positions.tolist()):
-            subsets[b, position] = bool(code >> bit & 1)
-    return subsets.to(available.device)
-
-
-def complete_inputs(mae: MultimodalMAE | None, x: Tensor, keep: Tensor, box: Tensor) -> Tensor:
+def complete_inputs(mae: MultimodalMAE | None, x: Tensor, keep: Tensor, box: Tensor, brain: Tensor) -> Tensor:
     """The network input for real sequences ``keep`` (B, 4) bool: those channels of x, the others completed
-    by the frozen MAE (or zero without an MAE). Samples with all four kept skip the MAE."""
+    by the frozen MAE as at inference (``MultimodalMAE.complete``: clipped, 0 outside ``brain`` (B, 1, D, H, W)),
+    or zero without an MAE. Samples with all four kept skip the MAE."""
     kept = keep.bool()[:, :, None, None, None]
     out = torch.where(kept, x, torch.zeros((), dtype=x.dtype, device=x.device))
     if mae is None:
@@ -82,7 +64,7 @@ def complete_inputs(mae: MultimodalMAE | None, x: Tensor, keep: Tensor, box: Ten
     needs = ~keep.bool().all(1)
     if bool(needs.any()):
         with torch.no_grad():
-            completed = mae.complete(out[needs], keep[needs], box[needs])
+            completed = mae.complete(out[needs], keep[needs], box[needs], brain[needs])
         out = out.clone()
         out[needs] = completed.to(out.dtype)
     return out
@@ -118,6 +100,10 @@ class Views:
         return teacher, student
 
 
+#: Which prompt the co-distillation teacher view gets: the full set's, or that of the sequences it really has.
+TEACHER_PROMPTS = ("full", "real")
+
+
 class SegObjective(nn.Module):
     """One stage-2 training step as a module: ``forward(batch, generator) -> {"loss", "seg_teacher", ...}``.
 
@@ -126,39 +112,49 @@ class SegObjective(nn.Module):
     The frozen MAE is held outside the module tree (not trained, not in checkpoints, not seen by DDP).
     """
 
-    def __init__(self, segmenter: PersonalizedSegmenter, mae: MultimodalMAE | None, cfg: SegConfig, objective: str):
+    def __init__(self, segmenter: PersonalizedSegmenter, mae: MultimodalMAE | None, cfg: SegConfig, objective: str,
+                 subset_table: Tensor | None = None):
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown stage-2 objective {objective!r}; expected one of {OBJECTIVES}")
         if objective != ZERO_FILL and mae is None:
             raise ValueError(f"the {objective} objective needs the stage-1 MAE")
+        if cfg.teacher_prompt not in TEACHER_PROMPTS:
+            raise ValueError(f"seg.teacher_prompt must be one of {TEACHER_PROMPTS}, not {cfg.teacher_prompt!r}")
         self.segmenter = segmenter
         self.cfg = cfg
         self.objective = objective
+        #: (16, 16) probabilities of keeping subset S of present set A (``scenario_sampling``); default uniform.
+        self.subset_table = subset_probabilities([], "uniform") if subset_table is None else subset_table
         object.__setattr__(self, "frozen_mae", with_grad_disabled(mae) if mae is not None else None)
+
+    def subsets(self, available: Tensor, generator: torch.Generator) -> Tensor:
+        """A random non-empty subset of each sample's present set, drawn from ``subset_table``."""
+        return draw_subsets(available, self.subset_table, generator)
 
     def views(self, batch: dict, generator: torch.Generator) -> Views:
         """Draw the method's views of the batch and run the segmenter once over both (or one, zero-fill)."""
-        x, box = batch["image"], batch["box"]
+        x, box, brain = batch["image"], batch["box"], batch["brain"]
         available = batch["available"].bool()
         n = x.shape[0]
         if self.objective == ZERO_FILL:
-            subset = random_subsets(available, generator)
-            masks = subset
-            inputs = complete_inputs(None, x, subset, box)
+            subset = self.subsets(available, generator)
+            inputs = complete_inputs(None, x, subset, box, brain)
             teacher = torch.ones(n, dtype=torch.bool, device=x.device)
             outputs = self.segmenter(inputs, scenario_indices(subset))
-            return Views(outputs=outputs, teacher=teacher, masks=masks, batch=n)
+            return Views(outputs=outputs, teacher=teacher, masks=subset, batch=n)
         if self.objective == CO_DISTILLATION:
-            first, second = available, random_subsets(available, generator)
-            prompts = torch.cat([torch.full((n,), FULL_SCENARIO.index, device=x.device), scenario_indices(second)])
+            first, second = available, self.subsets(available, generator)
+            teacher_prompt = (torch.full((n,), FULL_SCENARIO.index, device=x.device)
+                              if self.cfg.teacher_prompt == "full" else scenario_indices(first))
+            prompts = torch.cat([teacher_prompt, scenario_indices(second)])
             teacher = torch.ones(n, dtype=torch.bool, device=x.device)
         else:  # two-view self-distillation: two dropout views, the better-informed one teaches
-            first, second = random_subsets(available, generator), random_subsets(available, generator)
+            first, second = self.subsets(available, generator), self.subsets(available, generator)
             prompts = torch.cat([scenario_indices(first), scenario_indices(second)])
             teacher = first.sum(1) >= second.sum(1)
         masks = torch.cat([first, second])
-        inputs = complete_inputs(self.frozen_mae, torch.cat([x, x]), masks, torch.cat([box, box]))
+        inputs = complete_inputs(self.frozen_mae, torch.cat([x, x]), masks, torch.cat([box, box]), torch.cat([brain, brain]))
         outputs = self.segmenter(inputs, prompts)
         return Views(outputs=outputs, teacher=teacher, masks=masks, batch=n)
 
@@ -220,7 +216,7 @@ def train_seg(
         cfg.save(out_dir / CONFIG_FILE)
 
     embeddings, identity = None, None
-    if cfg.seg.personalize != "none":
+    if method.personalizes and cfg.seg.personalize != "none" and cfg.seg.scenario_code == "text":
         from ..nets.text_encoder import scenario_embeddings
 
         embeddings, identity = scenario_embeddings(cfg.seg.text)
@@ -237,7 +233,8 @@ def train_seg(
         load_weights(mae, mae_path)
         segmenter.init_from_mae(mae)
         place_on_device(mae, runtime.device)
-    objective = SegObjective(segmenter, mae, cfg.seg, method.objective)
+    table = subset_probabilities([case.available for case in train_cases], cfg.seg.student_sampling)
+    objective = SegObjective(segmenter, mae, cfg.seg, method.objective, table)
     dataset = TrainingCrops(train_cases, cfg.data, seed=cfg.seed, length=optim.steps * optim.batch_size * runtime.world_size)
     result = train_loop(
         name="seg", objective=objective, dataset=dataset, optim=optim, out_dir=out_dir, seed=cfg.seed + 1,

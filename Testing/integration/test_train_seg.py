@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from AllStageTraining.constants import FULL_SCENARIO, MODALITIES, SCENARIOS
 from AllStageTraining.methods import configure, get_method
 from AllStageTraining.nets.build import build_models
 from AllStageTraining.training.engine import TrainStep, step_generator
-from AllStageTraining.training.stage2 import SegObjective, random_subsets, scenario_indices
+from AllStageTraining.training.stage2 import SegObjective, scenario_indices
 
 torch.set_num_threads(1)
 SHAPE = (16, 16, 16)
@@ -26,7 +25,9 @@ def _batch(available) -> dict:
     image = torch.randn(n, 4, *SHAPE, generator=g) * available[:, :, None, None, None]
     label = (torch.rand(n, 3, *SHAPE, generator=g) > 0.7).float()
     box = torch.tensor([[-1.0, 1.0]] * 3).expand(n, 3, 2).clone()
-    return {"image": image, "available": available, "label": label, "brain": torch.ones(n, 1, *SHAPE), "box": box}
+    brain = torch.zeros(n, 1, *SHAPE)
+    brain[..., 2:14, 3:13, 1:15] = 1  # a brain smaller than the crop: completions must be 0 outside it
+    return {"image": image * brain, "available": available, "label": label, "brain": brain, "box": box}
 
 
 def _objective(method="ours", **seg_overrides) -> SegObjective:
@@ -39,18 +40,6 @@ def _objective(method="ours", **seg_overrides) -> SegObjective:
 
 
 AVAILABLE = [[True, False, True, True], [True, True, True, True], [False, True, False, False]]
-
-
-def test_student_subsets_are_non_empty_inside_the_available_set_and_uniform():
-    available = torch.tensor([[True, False, True, True]] * 4000)
-    subsets = random_subsets(available, torch.Generator().manual_seed(0))
-    assert bool(subsets.any(1).all())
-    assert not bool((subsets & ~available).any())
-    counts = Counter(tuple(row) for row in subsets.tolist())
-    assert len(counts) == 7  # every non-empty subset of {flair, t1, t2}, A itself included
-    assert all(abs(c / 4000 - 1 / 7) < 0.03 for c in counts.values())
-    single = random_subsets(torch.tensor([[False, True, False, False]] * 20))
-    assert single.tolist() == [[False, True, False, False]] * 20
 
 
 def test_scenario_indices_follow_the_scenario_table():
@@ -82,9 +71,8 @@ def test_distillation_sends_no_gradient_to_the_teacher_rows(method):
     assert float(g_seg[teacher_rows].abs().max()) > 0.0 and float(g_seg[student_rows].abs().max()) == 0.0
 
 
-def test_views_of_ours_teacher_sees_a_with_the_full_prompt_and_student_a_subset():
-    objective = _objective("ours")
-    batch = _batch(AVAILABLE)
+def _spy_views(objective, batch, step):
+    """The objective's views of ``batch`` with what reached the segmenter: (views, inputs, scenario indices)."""
     seen = {}
     original = objective.segmenter.forward
 
@@ -93,21 +81,40 @@ def test_views_of_ours_teacher_sees_a_with_the_full_prompt_and_student_a_subset(
         return original(x, scenario)
 
     objective.segmenter.forward = spy
-    views = objective.views(batch, step_generator(0, 1))
+    views = objective.views(batch, step_generator(0, step))
+    return views, seen["x"], seen["scenario"]
+
+
+@pytest.mark.parametrize("teacher_prompt", ["full", "real"])
+def test_views_of_ours_are_exactly_the_design(teacher_prompt):
+    """Teacher: the real A, the rest completed by the frozen MAE from A (prompt FC12, or A's with "real");
+    student: a subset S of A kept real, the rest completed from S (prompt of S); both equal
+    ``mae.complete`` of the same inputs, so 0 outside the brain."""
+    objective = _objective("ours", teacher_prompt=teacher_prompt)
+    batch = _batch(AVAILABLE)
+    views, inputs, scenario = _spy_views(objective, batch, 1)
     n = views.batch
     teacher_mask, student_mask = views.masks[:n], views.masks[n:]
     assert torch.equal(teacher_mask, batch["available"])
     assert not bool((student_mask & ~batch["available"]).any()) and bool(student_mask.any(1).all())
-    assert seen["scenario"][:n].tolist() == [FULL_SCENARIO.index] * n
-    assert seen["scenario"][n:].tolist() == scenario_indices(student_mask).tolist()
-    x = batch["image"]
-    for b in range(n):
-        for m in range(len(MODALITIES)):
-            student_channel = seen["x"][n + b, m]
-            if student_mask[b, m]:
-                assert torch.equal(student_channel, x[b, m])  # kept real
-            else:
-                assert float(student_channel.abs().sum()) > 0  # completed by the MAE, not zero
+    expected_prompt = [FULL_SCENARIO.index] * n if teacher_prompt == "full" else scenario_indices(teacher_mask).tolist()
+    assert scenario[:n].tolist() == expected_prompt
+    assert scenario[n:].tolist() == scenario_indices(student_mask).tolist()
+    x, box, brain = batch["image"], batch["box"], batch["brain"]
+    mae = objective.frozen_mae
+    with torch.no_grad():
+        for rows, mask in ((slice(0, n), teacher_mask), (slice(n, 2 * n), student_mask)):
+            for b in range(n):
+                kept = x[b : b + 1] * mask[b, :, None, None, None]
+                if bool(mask[b].all()):
+                    expected = x[b : b + 1]
+                else:
+                    expected = mae.complete(kept, mask[b : b + 1], box[b : b + 1], brain[b : b + 1])
+                got = inputs[rows][b : b + 1]
+                assert torch.equal(got[:, mask[b]], x[b : b + 1, mask[b]])  # real channels: exactly the input
+                torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)  # batched vs single: rounding
+    outside = brain[:, 0] == 0
+    assert float(inputs[:, :, outside[0]].abs().max()) == 0.0
 
 
 def test_zero_fill_sees_zeros_outside_the_subset_and_only_a_segmentation_term():

