@@ -104,6 +104,18 @@ def dice_hd95(
     return scores
 
 
+def region_dice(pred_labels, true_labels) -> dict[str, float]:
+    """``{region: dice}`` for WT, TC and ET of two label maps (numpy or torch, same shape), Dice only (fast, no
+    surface distances), with the BraTS convention that an empty prediction on an empty truth scores 1."""
+    pred, true = region_masks(pred_labels), region_masks(true_labels)
+    scores = {}
+    for channel, region in enumerate(REGIONS):
+        p, t = pred[channel], true[channel]
+        total = int(p.sum()) + int(t.sum())
+        scores[region] = 1.0 if total == 0 else 2.0 * int((p & t).sum()) / total
+    return scores
+
+
 def postprocess_et(
     labels: np.ndarray, spacing: Sequence[float], min_mm3: float = ET_POSTPROCESS_MIN_MM3
 ) -> np.ndarray:

@@ -53,6 +53,18 @@ def test_every_scenario_predicts_on_the_reference_grid(predictor, head):
     assert len(mae_calls) == 14  # one MAE pass per incomplete scenario, none for FC12
 
 
+def test_the_segmenter_gets_the_prompt_of_the_sequences_given(predictor, head):
+    """A predictor that always used the full-set prompt (or any other) would fail here."""
+    prompts = []
+    hook = predictor.segmenter.register_forward_pre_hook(lambda module, args: prompts.append(args[1].tolist()))
+    try:
+        for scenario in SCENARIOS:
+            predictor.predict({m: (head[m] if m in scenario.modalities else None) for m in MODALITIES})
+    finally:
+        hook.remove()
+    assert prompts == [[s.index] for s in SCENARIOS]
+
+
 def test_outputs_follow_the_input_geometry_not_lps(predictor, head):
     result = predictor.predict({"t2": head["t2"]})
     assert result.labels.GetDirection() == pytest.approx(TINY_DIRECTION)
