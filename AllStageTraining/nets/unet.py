@@ -31,9 +31,21 @@ from ..config import NetConfig
 Modulation = tuple[Tensor, Tensor]
 
 
+class GroupNorm3d(nn.GroupNorm):
+    """``nn.GroupNorm`` that normalizes a channels-last-3d input in the contiguous layout and hands it back
+    channels-last: the same numbers, but PyTorch's CPU kernels for channels-last GroupNorm are slow (here, on a
+    (4, 8, 48^3) activation, forward + backward took 37 ms in float32 and 108 ms in bfloat16 against 10 ms and
+    9 ms contiguous), which made it the largest cost of a width-8 training step under bfloat16 autocast."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d):
+            return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last_3d)
+        return super().forward(x)
+
+
 def group_norm(channels: int, groups: int) -> nn.GroupNorm:
-    """GroupNorm with ``groups`` groups, or the largest divisor of ``channels`` below it."""
-    return nn.GroupNorm(math.gcd(groups, channels), channels)
+    """GroupNorm (:class:`GroupNorm3d`) with ``groups`` groups, or the largest divisor of ``channels`` below it."""
+    return GroupNorm3d(math.gcd(groups, channels), channels)
 
 
 def _activate(x: Tensor, activation: str) -> Tensor:
