@@ -4,7 +4,7 @@
 |---:|---|
 | 0 | success |
 | 1 | anything unexpected (the line says so and asks for a report) |
-| 2 | bad input or usage: options, configuration, data, images, checkpoints, the text encoder |
+| 2 | bad input or usage: options, configuration, data, images, checkpoints, text encoder, unwritable outputs |
 | 3 | a model bundle (or run folder) that cannot be used |
 | 4 | out of memory |
 | 5 | the device asked for is not available here (``--device cuda`` without a GPU) |
@@ -42,11 +42,13 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 def _bad_input_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions a user causes and can fix: options, configuration, data, images, checkpoints, text encoder."""
+    """Exceptions a user causes and can fix: options, configuration, data, images, checkpoints, text encoder,
+    output paths that cannot be written."""
+    from .fileio import OutputPathError
     from .nets.text_encoder import TextEncoderError
     from .training.checkpoint import CheckpointError
 
-    return (ValueError, FileNotFoundError, TextEncoderError, CheckpointError)  # InputError is a ValueError
+    return (ValueError, FileNotFoundError, OutputPathError, TextEncoderError, CheckpointError)  # InputError: ValueError
 
 
 def exit_code_for(error: BaseException) -> int:

@@ -74,7 +74,7 @@ def test_failures_exit_with_documented_codes(problem, tiny_bundle, make_case, tm
         path = tmp_path / "bad.nrrd"  # NRRD keeps NaN (SimpleITK's NIfTI writer stores it as 0)
         sitk.WriteImage(to_image(np.full(TINY_SHAPE, value, np.float32)), str(path))
         args += ["--t2", path]
-        expected_text = "t2 image is empty" if problem == "empty image" else "t2 image is all NaN"
+        expected_text = "T2: the image is empty" if problem == "empty image" else "T2: the image is all NaN"
     else:
         bundle = shutil.copytree(tiny_bundle, tmp_path / "tampered")
         meta = json.loads((bundle / "bundle.json").read_text())
@@ -86,6 +86,34 @@ def test_failures_exit_with_documented_codes(problem, tiny_bundle, make_case, tm
     assert result.returncode == expected_code, (result.stdout, result.stderr)
     assert expected_text in _one_error_line(result)
     assert not seg.exists() and "DONE" not in result.stdout
+
+
+@pytest.mark.parametrize("problem", ["folder as input", "output under a file", "output is a folder",
+                                     "no image format", "recon dir is a file"])
+def test_paths_that_cannot_be_used_say_what_is_wrong_with_exit_code_2(problem, tiny_bundle, make_case, tmp_path):
+    case = make_case(seed=2, modalities=("flair",))
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "a_folder").mkdir()
+    args = {"--flair": case["flair"], "--out-seg": tmp_path / "seg.nii.gz"}
+    expected = {
+        "folder as input": ("--flair", tmp_path / "a_folder", f"FLAIR {tmp_path / 'a_folder'} is a folder, not an image "
+                                                              "file"),
+        "output under a file": ("--out-seg", tmp_path / "a_file" / "seg.nii.gz",
+                                f"cannot write {tmp_path / 'a_file' / 'seg.nii.gz'}: {tmp_path / 'a_file'} is a file, "
+                                "not a folder"),
+        "output is a folder": ("--out-seg", tmp_path / "a_folder", f"cannot write {tmp_path / 'a_folder'}: it is a "
+                                                                   "folder; give a file name"),
+        "no image format": ("--out-seg", tmp_path / "seg.txt", f"cannot write {tmp_path / 'seg.txt'}: no image format"),
+        "recon dir is a file": ("--out-recon-dir", tmp_path / "a_file", f"cannot write {tmp_path / 'a_file'}/"),
+    }
+    flag, value, text = expected[problem]
+    args[flag] = value
+    result = _cli("predict", "--bundle", tiny_bundle, "--device", "cpu", "--threads", "1",
+                  *[item for pair in args.items() for item in pair])
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    line = _one_error_line(result)
+    assert text in line and "please report" not in line, line
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
 
 
 def test_batch_mode_predicts_every_case(tiny_bundle, make_case, tmp_path):

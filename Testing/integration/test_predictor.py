@@ -79,11 +79,11 @@ def test_mismatched_inputs_are_resampled_and_logged(predictor, head):
     coarse = sitk.Resample(head["t1"], [16, 18, 14], sitk.Transform(), sitk.sitkLinear, head["t1"].GetOrigin(),
                            [2.2, 1.8, 2.6], head["t1"].GetDirection(), 0.0, sitk.sitkFloat32)
     result = predictor.predict({"flair": head["flair"], "t1": coarse})
-    assert any("resampled T1" in line and "FLAIR" in line for line in result.log), result.log
+    assert any(line.startswith("T1: resampled") and "FLAIR" in line for line in result.log), result.log
     assert _same_grid(result.labels, head["flair"])
     # The caller may name the reference: then the outputs use the coarse grid.
     on_t1 = predictor.predict({"flair": head["flair"], "t1": coarse}, reference="t1")
-    assert _same_grid(on_t1.labels, coarse) and any("resampled FLAIR" in line for line in on_t1.log)
+    assert _same_grid(on_t1.labels, coarse) and any(line.startswith("FLAIR: resampled") for line in on_t1.log)
 
 
 def test_run_folder_and_bundle_predict_identically(tiny_run, predictor, head):
