@@ -57,6 +57,11 @@ measurements.</li>
 <li>Inputs on different grids (for example a 3 mm FLAIR and a 1 mm T1ce) are resampled onto the output grid
 (by default the finest among the inputs); a volume under a linear transform is resampled through it. The
 status area says so.</li>
+<li>Scans straight from the scanner are prepared first (Options): <b>skull-strip when needed</b> (deepbet, a
+Python package the module offers to install, on the inputs that still show the skull) and <b>co-register when
+needed</b> (rigid, onto the output grid's sequence, for inputs that moved). The status area says what was
+found and done, and how long each step took. The brain mask the model was given is added as a hidden label
+map volume ("... brain mask"): show it to check it.</li>
 </ul>
 <b>The shipped demo model was trained on synthetic data only. It is not for clinical use.</b>
 Train your own model with <code>python -m AllStageTraining train</code> and add its exported bundle.
@@ -136,6 +141,8 @@ class AllStageSegParameterNode:
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     showSynthesized: bool = True
     postprocessEt: bool = False
+    skullStrip: bool = True  # brain extraction when an input is not skull-stripped
+    coRegister: bool = True  # rigid co-registration of inputs that are not aligned with the reference
 
 
 #
@@ -153,6 +160,7 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._run = None
         self._runInputs = {}
         self._dependenciesChecked = False
+        self._brainExtractionOffered = False
         self._models = models.ModelList()
         self._shownModel = None
         self._timer = qt.QTimer()
@@ -363,7 +371,8 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             self._run = self.logic.startSegmentation(
                 self._runInputs, self._bundlePath(), device=p.device, postprocessEt=p.postprocessEt,
-                showSynthesized=p.showSynthesized, reference=p.reference, output=p.outputSegmentation)
+                showSynthesized=p.showSynthesized, reference=p.reference, output=p.outputSegmentation,
+                skullStrip=p.skullStrip, coRegister=p.coRegister)
         except Exception as error:
             self.ui.statusLabel.text = f"Not started: {error}"
             slicer.util.errorDisplay(f"Cannot start the segmentation: {error}")
@@ -402,7 +411,21 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateApplyButton()
 
     def _ensureDependencies(self):
-        """On the first Segment: check the packages predict needs (and their versions); offer to install."""
+        """On the first Segment: check the packages predict needs (and their versions); offer to install. Then,
+        with skull-stripping on, offer brain extraction's package once (declining still segments)."""
+        if not self._ensureRequired():
+            return False
+        if self._parameterNode and self._parameterNode.skullStrip and not self._brainExtractionOffered:
+            self._brainExtractionOffered = True
+            found = dependencies.problems(dependencies.BRAIN_EXTRACTION)
+            plan = dependencies.install_plan(found, pytorch_utils_available=False)
+            if found and slicer.util.confirmYesNoDisplay(plan.describe_optional(), "AllStageSeg: brain extraction"):
+                failed = self._install(plan, plan.pip_requirements)
+                if failed:
+                    slicer.util.errorDisplay(f"Installation failed: {failed}. Scans must be skull-stripped.")
+        return True
+
+    def _ensureRequired(self):
         if self._dependenciesChecked:
             return True
         found = dependencies.problems()
@@ -411,13 +434,9 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not slicer.util.confirmOkCancelDisplay(plan.describe(), "AllStageSeg: Python packages needed"):
                 self.ui.statusLabel.text = "Not started: " + dependencies.describe_problems(found) + "."
                 return False
-            try:
-                with slicer.util.WaitCursor():
-                    self.ui.statusLabel.text = "Installing " + ", ".join(p.requirement for p in found) + "..."
-                    slicer.app.processEvents()
-                    self.logic.installDependencies(plan)
-            except Exception as error:
-                slicer.util.errorDisplay(f"Installation failed: {error}")
+            failed = self._install(plan, [p.requirement for p in found])
+            if failed:
+                slicer.util.errorDisplay(f"Installation failed: {failed}")
                 return False
             still = dependencies.problems()
             if still:
@@ -426,6 +445,17 @@ class AllStageSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return False
         self._dependenciesChecked = True
         return True
+
+    def _install(self, plan, requirements):
+        """Install what ``plan`` lists behind a wait cursor; returns the error's message, or "" on success."""
+        try:
+            with slicer.util.WaitCursor():
+                self.ui.statusLabel.text = "Installing " + ", ".join(requirements) + "..."
+                slicer.app.processEvents()
+                self.logic.installDependencies(plan)
+        except Exception as error:
+            return str(error)
+        return ""
 
 
 #
@@ -485,14 +515,15 @@ class AllStageSegLogic(ScriptedLoadableModuleLogic):
         importlib.invalidate_caches()
 
     def startSegmentation(self, inputs, bundle=None, device="auto", postprocessEt=False, showSynthesized=True,
-                          reference=None, output=None):
+                          reference=None, output=None, skullStrip=True, coRegister=True):
         """Start a background run and return it (AllStageSegLib.segmentation_run.SegmentationRun).
 
         ``inputs``: {sequence: volume node or node ID/name}; sequences are "flair", "t1ce", "t1", "t2".
         ``bundle``: a model bundle path; default the shipped demo model. ``reference``: the sequence whose
         grid the outputs take (default: the finest input). ``output``: a segmentation node to replace
-        (default: a new one). Raises RuntimeError, before any work, when this Slicer or its Python packages
-        cannot run the segmentation.
+        (default: a new one). ``skullStrip``, ``coRegister``: brain extraction and co-registration of the
+        inputs that need them (else never). Raises RuntimeError, before any work, when this Slicer or its
+        Python packages cannot run the segmentation.
         """
         blocker = run_blocker(self.slicerVersion(), dependencies.problems())
         if blocker:
@@ -503,17 +534,19 @@ class AllStageSegLogic(ScriptedLoadableModuleLogic):
             raise ValueError(f"unknown sequence names {sorted(unknown)}; use {', '.join(MODALITIES)}")
         return SegmentationRun(slicer.mrmlScene, nodes, bundle or self.demoBundlePath(), device=device,
                                postprocess_et=postprocessEt, synthesize=showSynthesized, reference=reference,
-                               output=output, python_executable=self.pythonExecutable()).start()
+                               output=output, python_executable=self.pythonExecutable(), skull_strip=skullStrip,
+                               co_register=coRegister).start()
 
     def process(self, inputs, bundle=None, device="auto", postprocessEt=False, showSynthesized=True,
-                reference=None, output=None, waitForCompletion=True, timeout=None):
+                reference=None, output=None, waitForCompletion=True, timeout=None, skullStrip=True, coRegister=True):
         """Segment ``inputs`` (see :meth:`startSegmentation`).
 
         With ``waitForCompletion`` (default) returns the RunResult (``.segmentation``, ``.synthesized``,
-        ``.notes``, ``.warnings``) or raises RuntimeError with predict's message; without it, returns the
-        running SegmentationRun: call its ``poll()`` until ``state`` is not "running", or ``cancel()``.
+        ``.brain_mask``, ``.notes``, ``.warnings``) or raises RuntimeError with predict's message; without it,
+        returns the running SegmentationRun: call its ``poll()`` until ``state`` is not "running", or ``cancel()``.
         """
-        run = self.startSegmentation(inputs, bundle, device, postprocessEt, showSynthesized, reference, output)
+        run = self.startSegmentation(inputs, bundle, device, postprocessEt, showSynthesized, reference, output,
+                                     skullStrip, coRegister)
         if not waitForCompletion:
             return run
         update = run.wait(timeout=timeout, on_update=lambda u: slicer.app.processEvents())

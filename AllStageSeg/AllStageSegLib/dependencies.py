@@ -5,6 +5,7 @@ Versions are read from the installed distributions' metadata (``importlib.metada
 (torch) is imported into Slicer's GUI process; the check runs on the first Segment, never at import. Asking
 the user is the widget's job. torch goes through the PyTorch extension when it is there (it picks the build
 for the GPU and driver), with the version requirement, so that an old torch is upgraded rather than kept.
+Brain extraction's package (deepbet, BRAIN_EXTRACTION) is optional: offered, never required.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ REQUIREMENTS: dict[str, tuple[str, str | None]] = {
     "SimpleITK": ("SimpleITK", "2.3"),
     "numpy": ("numpy", "1.24"),
     "scipy": ("scipy", "1.10"),
+}
+#: What only brain extraction needs (the ``preprocess`` extra of pyproject.toml): ``predict`` runs without it on
+#: skull-stripped scans and says what to install when a scan needs it. Offered when skull-stripping is on.
+BRAIN_EXTRACTION: dict[str, tuple[str, str | None]] = {
+    "deepbet": ("deepbet", "1.0"),
 }
 
 
@@ -117,6 +123,13 @@ class InstallPlan:
             parts.append("the Python packages " + ", ".join(self.pip_requirements))
         return (f"AllStageSeg needs {' and '.join(parts)} ({describe_problems(self.problems)}). Install now? "
                 f"This may take several minutes.")
+
+    def describe_optional(self) -> str:
+        """The confirmation dialog's text for brain extraction's packages (BRAIN_EXTRACTION)."""
+        return (f"Skull-stripping scans that still show the skull needs the Python package "
+                f"{', '.join(self.pip_requirements)} ({describe_problems(self.problems)}; deepbet, MIT, about 20 MB "
+                f"with its two small networks). Install it now? Without it, scans must already be skull-stripped "
+                f"(BraTS-style): a scan with its skull stops with a message saying so.")
 
 
 def install_plan(found: list[Problem], *, pytorch_utils_available: bool) -> InstallPlan:

@@ -4,7 +4,8 @@ Every function takes the scene as an argument. Files are written and read by Sli
 node, which converts between the node's IJK-to-RAS geometry and NIfTI's LPS convention, so geometry survives
 the round trip exactly. Segments keep the BraTS label values (NCR 1, ED 2, ET 4) on export. Results either
 go into new nodes or replace the content of existing ones (an output segmentation the user chose, and the
-synthesized volumes linked to it), so that re-running does not pile up nodes of the same name.
+synthesized volumes and brain mask linked to it), so that re-running does not pile up nodes of the same name.
+The brain mask the model was given (``predict --out-brain-mask``) becomes a hidden label map volume.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ SYNTHESIZED_ATTRIBUTE = "AllStageSeg.Synthesized"
 INPUTS_ATTRIBUTE = "AllStageSeg.Inputs"
 #: Node-reference role (+ sequence) from a result segmentation to the volume synthesized with it.
 SYNTHESIZED_ROLE = "AllStageSeg.Synthesized."
+#: Node-reference role from a result segmentation to the brain mask its model was given; node attribute
+#: (value "1") marking such a mask.
+BRAIN_MASK_ROLE = "AllStageSeg.BrainMask"
 
 
 def headless_scene():
@@ -233,6 +237,31 @@ def load_synthesized(scene, files: dict[str, Path], reference_node, reuse: dict 
         place_beside(scene, node, reference_node)
         nodes[modality] = node
     return nodes
+
+
+def linked_brain_mask(segmentation_node):
+    """The brain-mask volume linked to a result segmentation (by an earlier run), or None."""
+    return None if segmentation_node is None else segmentation_node.GetNodeReference(BRAIN_MASK_ROLE)
+
+
+def read_brain_mask(scene, path: Path, name: str):
+    """A new label map volume node holding ``predict``'s brain mask (1 = brain); see :func:`show_brain_mask`."""
+    return read_volume(scene, Path(path), scene.GenerateUniqueName(name), "vtkMRMLLabelMapVolumeNode")
+
+
+def show_brain_mask(scene, loaded, segmentation_node, reference_node, reuse=None):
+    """Make ``loaded`` (from :func:`read_brain_mask`) the brain mask of ``segmentation_node``: linked to it,
+    marked (attribute BRAIN_MASK_ROLE), beside ``reference_node``, hidden until the user shows it. ``reuse``:
+    the mask of an earlier run, which takes the voxels instead (name kept). Returns the mask's node."""
+    node = loaded if reuse is None else _replace_voxels(scene, reuse, loaded)
+    if node.GetDisplayNode() is None:
+        node.CreateDefaultDisplayNodes()
+    node.GetDisplayNode().SetVisibility(False)
+    node.SetAttribute(BRAIN_MASK_ROLE, "1")
+    _copy_transform(node, reference_node)
+    place_beside(scene, node, reference_node)
+    segmentation_node.SetNodeReferenceID(BRAIN_MASK_ROLE, node.GetID())
+    return node
 
 
 def _replace_voxels(scene, target, loaded):

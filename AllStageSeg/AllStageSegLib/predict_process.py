@@ -47,6 +47,9 @@ class PredictOptions:
     device: str = "auto"  # auto | cpu | cuda
     postprocess_et: bool = False
     reference: str | None = None  # sequence whose geometry the outputs take (default: first present)
+    skull_strip: str = "auto"  # brain extraction: auto (when a sequence is not skull-stripped) | always | never
+    register: str = "auto"  # co-registration onto the reference: auto (when misaligned) | always | never
+    out_brain_mask: Path | None = None  # None: do not write the brain mask the model was given
 
 
 def predict_command(options: PredictOptions, python_executable: str | Path = sys.executable,
@@ -62,6 +65,9 @@ def predict_command(options: PredictOptions, python_executable: str | Path = sys
         command.append("--postprocess-et")
     if options.reference:
         command += ["--reference", options.reference]
+    command += ["--skull-strip", options.skull_strip, "--register", options.register]
+    if options.out_brain_mask is not None:
+        command += ["--out-brain-mask", str(options.out_brain_mask)]
     return command
 
 

@@ -3,6 +3,11 @@
 No Qt: the widget calls :meth:`SegmentationRun.poll` from a timer; scripts and tests call :meth:`wait`.
 Nothing is added to the scene until ``predict`` has succeeded, and a failure while loading removes what
 was added, so a cancelled or failed run leaves no half-made nodes. The temporary folder is always removed.
+
+``predict`` prepares scans that are not BraTS-ready (skull-stripping and co-registration when needed, each
+an option); what it did (resampled, co-registered, the brain mask it made) and the seconds of each step
+become the run's notes, its warnings the run's warnings, and the brain mask it gave the model a hidden
+label map volume beside the inputs.
 """
 
 from __future__ import annotations
@@ -31,8 +36,20 @@ class RunResult:
     synthesized: dict  # sequence -> vtkMRMLScalarVolumeNode, for each sequence that was not given
     reference: str  # the sequence whose geometry the outputs share
     seconds: float  # wall time of the whole run
-    notes: list[str] = field(default_factory=list)  # things the user should know (resampling, ...)
+    notes: list[str] = field(default_factory=list)  # what was done to the inputs (resampling, registration, ...)
     warnings: list[str] = field(default_factory=list)  # predict's warnings and notes (the bundle's, ...)
+    brain_mask: object = None  # vtkMRMLLabelMapVolumeNode (1 = brain), hidden: what the model was told is brain
+
+
+#: ``predict`` LOG lines that say what was done to the inputs, and the seconds of each step (matched in lower
+#: case anywhere in the line): they go to the status area as notes.
+NOTE_MARKERS = ("resampl", "co-registered", "brain mask:", "timings (s):")
+
+
+def is_note(line: str) -> bool:
+    """True for a ``predict`` log line that the status area shows as a note (see NOTE_MARKERS)."""
+    lowered = line.lower()
+    return not lowered.startswith("warning") and any(marker in lowered for marker in NOTE_MARKERS)
 
 
 class SegmentationRun:
@@ -40,12 +57,15 @@ class SegmentationRun:
 
     ``reference``: the sequence whose grid the outputs take (None or "auto": the finest among the inputs).
     ``output``: an existing segmentation node whose segments the result replaces (None: a new node); the
-    synthesized volumes linked to it by an earlier run are reused.
+    synthesized volumes and brain mask linked to it by an earlier run are reused.
+    ``skull_strip``, ``co_register``: the module's two options: brain extraction and co-registration of the
+    inputs that need them (``predict --skull-strip auto``, ``--register auto``), or never (``never``).
     """
 
     def __init__(self, scene, inputs: dict, bundle: str | Path, *, device: str = "auto",
                  postprocess_et: bool = False, synthesize: bool = True, reference: str | None = None,
-                 output=None, python_executable: str | Path = sys.executable, name: str | None = None):
+                 output=None, python_executable: str | Path = sys.executable, name: str | None = None,
+                 skull_strip: bool = True, co_register: bool = True):
         self.scene = scene
         self.inputs = {m: inputs[m] for m in MODALITIES if inputs.get(m) is not None}
         blocker = segment_blocker({m: node.GetID() for m, node in self.inputs.items()}, bundle)
@@ -57,6 +77,8 @@ class SegmentationRun:
         self.device = device
         self.postprocess_et = postprocess_et
         self.synthesize = synthesize
+        self.skull_strip = "auto" if skull_strip else "never"
+        self.register = "auto" if co_register else "never"
         self.output = output
         self.python_executable = python_executable
         self.name = name or f"{self.inputs[self.reference].GetName()} tumour"
@@ -79,7 +101,8 @@ class SegmentationRun:
                 inputs=files, bundle=self.bundle, out_seg=self._folder / "segmentation.nii",
                 out_recon_dir=self._folder / "synthesized" if self.synthesize else None, device=self.device,
                 postprocess_et=self.postprocess_et,
-                reference=self.reference if self.reference != next(iter(self.inputs)) else None)
+                reference=self.reference if self.reference != next(iter(self.inputs)) else None,
+                skull_strip=self.skull_strip, register=self.register, out_brain_mask=self._folder / "brain_mask.nii")
             tick = time.perf_counter()
             self.process = PredictProcess(predict_command(options, self.python_executable),
                                           child_environment()).start()
@@ -100,7 +123,7 @@ class SegmentationRun:
     def poll(self) -> ProgressUpdate:
         """Progress since the last call; loads the outputs into the scene once ``predict`` has succeeded."""
         update = self.process.poll()
-        self.notes += [line.strip() for line in update.new_log if "resampl" in line.lower()]
+        self.notes += [line.strip() for line in update.new_log if is_note(line)]
         self.warnings += [line.strip() for line in update.new_log if line.lower().startswith(("warning", "note:"))]
         if update.state == SUCCEEDED and self.result is None and not self.error:
             try:
@@ -127,19 +150,25 @@ class SegmentationRun:
         reuse = mrml_io.linked_synthesized(self.output)
         segmentation = mrml_io.load_segmentation(self.scene, self._folder / "segmentation.nii", reference_node,
                                                  self.scene.GenerateUniqueName(self.name))
-        try:  # the synthesized volumes first: a failure there must leave a chosen output untouched
+        brain_mask = None
+        try:  # everything read first: a failure must leave a chosen output and its linked volumes untouched
+            brain_mask = mrml_io.read_brain_mask(self.scene, self._folder / "brain_mask.nii",
+                                                 f"{reference_node.GetName()} brain mask")
             synthesized = mrml_io.load_synthesized(self.scene, files, reference_node,
                                                    {m: reuse[m] for m in files if m in reuse})
         except Exception:
             mrml_io.remove_node(self.scene, segmentation)
+            mrml_io.remove_node(self.scene, brain_mask)
             raise
+        previous_mask = mrml_io.linked_brain_mask(self.output)
         if self.output is not None:
             segmentation = mrml_io.replace_segments(self.scene, self.output, segmentation, reference_node)
         mrml_io.link_synthesized(segmentation, synthesized)
+        brain_mask = mrml_io.show_brain_mask(self.scene, brain_mask, segmentation, reference_node, previous_mask)
         segmentation.SetAttribute(mrml_io.INPUTS_ATTRIBUTE, ",".join(self.inputs))
         self.timings["load_outputs_s"] = time.perf_counter() - tick
         self.result = RunResult(segmentation, synthesized, self.reference, time.perf_counter() - self._started,
-                                list(self.notes), list(self.warnings))
+                                list(self.notes), list(self.warnings), brain_mask)
 
     def cancel(self) -> None:
         """End the process tree; the next :meth:`poll` reports ``cancelled`` and removes the temporary folder."""

@@ -12,8 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "AllStageSeg"))
 
-from AllStageSegLib.dependencies import (REQUIREMENTS, Problem, install_plan, installed_version, is_older,  # noqa: E402
-                                         problems, version_tuple)
+from AllStageSegLib.dependencies import (BRAIN_EXTRACTION, REQUIREMENTS, Problem, install_plan,  # noqa: E402
+                                         installed_version, is_older, problems, version_tuple)
 from AllStageSegLib.predict_process import (CANCELLED, FAILED, LAUNCHER, SUCCEEDED, PredictOptions,  # noqa: E402
                                             PredictProcess, child_environment, parse_line, predict_command)
 from AllStageSegLib.readiness import (run_blocker, segment_blocker, self_test_skip_reason,  # noqa: E402
@@ -97,6 +97,15 @@ def test_an_old_torch_is_upgraded_through_the_pytorch_extension():
     assert problems(version_of=lambda name, distribution: recent[name]) == []
 
 
+def test_brain_extraction_is_offered_as_an_optional_pip_package():
+    found = problems(BRAIN_EXTRACTION, version_of=lambda name, distribution: None)
+    assert [(p.distribution, p.action) for p in found] == [("deepbet", "install")]
+    plan = install_plan(found, pytorch_utils_available=True)
+    assert plan.pip_requirements == ["deepbet>=1.0"] and not plan.torch_requirement
+    assert "deepbet>=1.0" in plan.describe_optional() and "must already be skull-stripped" in plan.describe_optional()
+    assert problems(BRAIN_EXTRACTION, version_of=lambda name, distribution: "1.0.2") == []
+
+
 def test_this_environment_has_what_predict_needs():
     assert problems() == []  # the venv is complete; versions come from the installed metadata
     assert installed_version("no_such_package_allstageseg", "no-such-package") is None
@@ -116,6 +125,8 @@ def test_the_minimum_versions_are_those_of_pyproject():
     for distribution, minimum in REQUIREMENTS.values():
         assert distribution.lower() in required, f"{distribution} is not a dependency in pyproject.toml"
         assert required[distribution.lower()] == minimum, (distribution, minimum, required[distribution.lower()])
+    extra = dict(line.split(">=") for line in pyproject["project"]["optional-dependencies"]["preprocess"])
+    assert extra == {distribution: minimum for distribution, minimum in BRAIN_EXTRACTION.values()}
 
 
 def test_the_self_test_skips_inference_with_a_reason_where_it_cannot_run(tmp_path):
@@ -164,17 +175,25 @@ def test_parse_line():
 def test_predict_command_follows_the_cli_contract(tmp_path):
     options = PredictOptions(inputs={"flair": tmp_path / "f.nii", "t2": tmp_path / "t2.nii"}, bundle=tmp_path / "b.zip",
                              out_seg=tmp_path / "seg.nii", out_recon_dir=tmp_path / "rec", device="cpu",
-                             postprocess_et=True, reference="t2")
+                             postprocess_et=True, reference="t2", skull_strip="never", register="always",
+                             out_brain_mask=tmp_path / "brain.nii")
     command = predict_command(options, "/opt/Slicer/bin/PythonSlicer")
     assert command[:3] == ["/opt/Slicer/bin/PythonSlicer", str(LAUNCHER), "predict"] and LAUNCHER.is_file()
     joined = " ".join(command)
     for part in (f"--flair {tmp_path / 'f.nii'}", f"--t2 {tmp_path / 't2.nii'}", f"--bundle {tmp_path / 'b.zip'}",
                  f"--out-seg {tmp_path / 'seg.nii'}", f"--out-recon-dir {tmp_path / 'rec'}", "--device cpu",
-                 "--postprocess-et", "--reference t2"):
+                 "--postprocess-et", "--reference t2", "--skull-strip never", "--register always",
+                 f"--out-brain-mask {tmp_path / 'brain.nii'}"):
         assert part in joined
     assert "--t1 " not in joined and "--t1ce" not in joined
     bare = predict_command(PredictOptions(inputs={"t1": "a"}, bundle="b", out_seg="s"))
     assert "--out-recon-dir" not in bare and "--postprocess-et" not in bare and "--reference" not in bare
+    assert "--out-brain-mask" not in bare and " ".join(bare).endswith("--skull-strip auto --register auto")
+    # every option the module passes is one that predict accepts
+    from AllStageTraining.cli import build_parser
+
+    parsed = build_parser().parse_args(command[2:])
+    assert (parsed.skull_strip, parsed.register, parsed.out_brain_mask) == ("never", "always", str(tmp_path / "brain.nii"))
 
 
 def test_child_environment_is_unbuffered_utf8_and_keeps_the_rest():
