@@ -2,7 +2,9 @@
 
 Predictions: ``PRED/<case_id>/<scenario short>.nii.gz`` (or ``.nii``), e.g. ``pred/BraTS20_001/FC12.nii.gz``,
 label maps with BraTS values {0,1,2,4} (or {0,1,2,3}, BraTS 2023), each on the grid of its case's ground-truth
-label. Truth: any data folder that ``find_cases`` understands; cases without a label are not scored. Any
+label. Truth: a folder of label files, with or without the images beside them: ``TRUTH/<case>_seg.nii.gz``,
+``TRUTH/<case>/<case>_seg.nii.gz`` or ``TRUTH/<group>/<case>/...`` (BraTS 2023 ``-seg`` names too; the case is
+the folder, or the file's stem for files directly in TRUTH); cases without a label are not scored. Any
 method's predictions can be scored this way. Writes ``table.csv`` (per case), ``table_summary.csv``,
 ``table.md``, ``summary.json`` and ``heatmap.png`` into ``--out`` and prints the Markdown table.
 Exit codes (``exit_codes``): 0 scored, 2 bad input (no truth, no prediction at all, geometry mismatch, bad
@@ -35,7 +37,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--pred", required=True, type=Path,
                         help="predictions folder: PRED/<case_id>/<scenario short>.nii.gz, e.g. PRED/case_001/FC12.nii.gz")
     parser.add_argument("--truth", required=True, type=Path,
-                        help="ground-truth data folder in any BraTS layout (cases need a label file)")
+                        help="ground-truth folder: label files in any BraTS layout (TRUTH/<case>_seg.nii.gz or "
+                             "TRUTH/<case>/<case>_seg.nii.gz; the images need not be there)")
     parser.add_argument("--out", required=True, type=Path,
                         help="output folder for table.csv, table_summary.csv, table.md, summary.json, heatmap.png")
     parser.add_argument("--postprocess-et", action="store_true",
@@ -48,6 +51,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scenarios", default=None, metavar="LIST",
                         help="comma-separated scenario short names to expect (default: all 15, e.g. 2,C,...,FC12)")
     parser.add_argument("--method", default=None, help="name of the method in the table and summary (default: the --pred folder name)")
+    parser.add_argument("--lesion-wise", action="store_true",
+                        help="also the official BraTS lesion-wise Dice and HD95 (brats-evaluation on panoptica; "
+                             'pip install ".[brats]"): lesion_wise.csv and their means in summary.json')
 
 
 def _prediction_file(case_dir: Path, short: str) -> Path | None:
@@ -76,34 +82,55 @@ def _geometry_difference(pred, truth) -> str | None:
     return None
 
 
-def score_folder(pred_dir: Path, truth_dir: Path, *, scenarios, postprocess: bool, hd95_cap: float,
-                 et_min_mm3: float, method: str | None = None, progress=None):
-    """Score every ``PRED/<case>/<scenario>.nii.gz`` against its case's label.
+def _truth_files(truth_dir: Path) -> list[tuple[Path, str | None]]:
+    """Every NIfTI file at most two folders below ``truth_dir`` with the folder that names its case (None for
+    files directly in ``truth_dir``: their stem names the case). Hidden and ``_`` folders are skipped."""
+    from AllStageTraining.data.discovery import is_nifti
 
-    Returns ``(table, missing, notes)``: the ScenarioTable, ``{case_id: [scenario shorts without a
-    prediction]}`` and a list of warnings (unlabelled cases, prediction folders with no truth, stray files).
-    Raises EvaluationInputError on a geometry mismatch, bad label values or when nothing can be scored.
+    if not truth_dir.is_dir():
+        raise EvaluationInputError(f"truth folder {truth_dir} is not a folder; give the folder that holds the labels")
+    found, folders = [], [(truth_dir, 0)]
+    while folders:
+        folder, depth = folders.pop()
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith((".", "_")):
+                continue
+            if is_nifti(path):
+                found.append((path, None if depth == 0 else folder.name))
+            elif path.is_dir() and depth < 2:
+                folders.append((path, depth + 1))
+    return found
+
+
+def find_labels(truth_dir: Path) -> tuple[dict[str, Path], list[str]]:
+    """``({case_id: label file}, notes)`` for a truth folder of label files, with or without images beside them.
+
+    A label is a file named like ``<case>_seg.nii.gz`` or ``<case>-seg.nii.gz``; its case is its folder's name,
+    or its stem when it lies directly in ``truth_dir``. notes: cases whose images are there but not their label.
+    Raises EvaluationInputError when a case has two labels.
     """
-    import SimpleITK as sitk
+    from AllStageTraining.data.discovery import LABEL_KEY, split_nifti_name
 
-    from AllStageTraining.data.discovery import DiscoveryError, find_cases
-    from AllStageTraining.data.labels import LabelError, normalize_label_values
-    from AllStageTraining.evaluation.metrics import score_prediction
-    from AllStageTraining.evaluation.tables import ScenarioTable
+    labels: dict[str, list[Path]] = {}
+    with_images: set[str] = set()
+    for path, folder in _truth_files(truth_dir):
+        stem, role, _ = split_nifti_name(path.name)
+        case_id = folder or stem
+        if role == LABEL_KEY:
+            labels.setdefault(case_id, []).append(path)
+        elif role is not None:
+            with_images.add(case_id)
+    twice = {c: paths for c, paths in labels.items() if len(paths) > 1}
+    if twice:
+        raise EvaluationInputError("two or more label files for one case in " + str(truth_dir) + ": " + "; ".join(
+            f"{c}: {', '.join(str(p.relative_to(truth_dir)) for p in paths)}" for c, paths in sorted(twice.items())))
+    notes = [f"truth case {c} has no label file: not scored" for c in sorted(with_images - set(labels))]
+    return {c: paths[0] for c, paths in sorted(labels.items())}, notes
 
-    if not pred_dir.is_dir():
-        raise EvaluationInputError(f"predictions folder {pred_dir} does not exist")
-    try:
-        cases, problems = find_cases(truth_dir, strict=False)
-    except DiscoveryError as error:
-        raise EvaluationInputError(f"truth folder {truth_dir}: " + "; ".join(error.problems)) from error
-    notes = [f"truth: {p}" for p in problems]
-    notes += [f"truth case {c.case_id} has no label file: not scored" for c in cases if c.label is None]
-    labelled = [c for c in cases if c.label is not None]
-    if not labelled:
-        raise EvaluationInputError(f"no labelled case found in {truth_dir} (expected a BraTS layout with _seg files)")
 
-    known = {c.case_id for c in labelled}
+def _check_predictions(pred_dir: Path, known: set[str], scenarios) -> list[str]:
+    """Notes about prediction folders without a truth case and files that are no scenario's prediction."""
+    notes = []
     expected = {s.short for s in scenarios}
     for folder in sorted(p for p in pred_dir.iterdir() if p.is_dir()):
         if folder.name not in known:
@@ -113,44 +140,86 @@ def score_folder(pred_dir: Path, truth_dir: Path, *, scenarios, postprocess: boo
             stem = next((path.name[: -len(e)] for e in PREDICTION_EXTENSIONS if path.name.endswith(e)), None)
             if stem is None or stem not in expected:
                 notes.append(f"{folder.name}/{path.name}: not a prediction for a scenario in {sorted(expected)}: ignored")
+    return notes
 
-    table = ScenarioTable(method)
-    missing: dict[str, list[str]] = {}
-    for number, case in enumerate(labelled):
-        case_dir = pred_dir / case.case_id
-        files = {s.short: _prediction_file(case_dir, s.short) for s in scenarios}
+
+def _read_labels(path: Path, what: str, reference=None):
+    """(image, label array) of a label file; EvaluationInputError for bad values or, given ``reference`` (the
+    truth image), another grid."""
+    import SimpleITK as sitk
+
+    from AllStageTraining.data.labels import LabelError, normalize_label_values
+
+    image = sitk.ReadImage(str(path))
+    if reference is not None:
+        difference = _geometry_difference(image, reference)
+        if difference:
+            raise EvaluationInputError(
+                f"prediction {path} is not on the grid of its ground truth: {difference}; "
+                "resample the prediction onto the label's grid (nearest neighbour) and run again")
+    try:
+        return image, normalize_label_values(sitk.GetArrayViewFromImage(image), what)
+    except LabelError as error:
+        raise EvaluationInputError(f"{'ground truth' if reference is None else 'prediction'} {path}: {error}") from error
+
+
+def _score_case(table, case_id: str, label: Path, present: dict[str, Path], *, lesion_evaluator=None,
+                **scoring) -> list[dict]:
+    """Add the scores of ``present`` ({scenario short: prediction file}) to ``table``; the lesion-wise rows
+    (``evaluation.brats_metrics``) when ``lesion_evaluator`` is given. scoring: score_prediction's options."""
+    from AllStageTraining.evaluation.metrics import score_prediction
+
+    truth_image, truth = _read_labels(label, case_id)
+    spacing = truth_image.GetSpacing()[::-1]  # array axis order (z, y, x)
+    rows = []
+    for short, path in present.items():
+        _, pred = _read_labels(path, f"{case_id}/{short}", reference=truth_image)
+        table.add_variants(case_id, short, score_prediction(pred, truth, spacing, **scoring))
+        if lesion_evaluator is not None:
+            from AllStageTraining.evaluation.brats_metrics import lesion_wise_scores
+
+            scores = lesion_wise_scores(lesion_evaluator, pred, truth, spacing)
+            rows += [{"case_id": case_id, "scenario": short, "region": region, **values}
+                     for region, values in scores.items()]
+    return rows
+
+
+def score_folder(pred_dir: Path, truth_dir: Path, *, scenarios, postprocess: bool, hd95_cap: float,
+                 et_min_mm3: float, method: str | None = None, progress=None, lesion_evaluator=None):
+    """Score every ``PRED/<case>/<scenario>.nii.gz`` against its case's label.
+
+    Returns ``(table, missing, notes, lesion_rows)``: the ScenarioTable, ``{case_id: [scenario shorts without
+    a prediction]}``, a list of warnings (unlabelled cases, prediction folders with no truth, stray files) and
+    the lesion-wise rows (empty unless ``lesion_evaluator``, ``brats_metrics.brats_evaluator()``, is given).
+    Raises EvaluationInputError on a geometry mismatch, bad label values or when nothing can be scored.
+    """
+    from AllStageTraining.evaluation.tables import ScenarioTable
+
+    if not pred_dir.is_dir():
+        raise EvaluationInputError(f"predictions folder {pred_dir} does not exist")
+    labels, notes = find_labels(truth_dir)
+    if not labels:
+        raise EvaluationInputError(f"no label file found in {truth_dir} (expected <case>_seg.nii.gz files, in "
+                                   "case folders or directly in the folder)")
+    notes += _check_predictions(pred_dir, set(labels), scenarios)
+    table, missing, lesion_rows = ScenarioTable(method), {}, []
+    for number, (case_id, label) in enumerate(labels.items()):
+        files = {s.short: _prediction_file(pred_dir / case_id, s.short) for s in scenarios}
         absent = [short for short, path in files.items() if path is None]
         if absent:
-            missing[case.case_id] = absent
+            missing[case_id] = absent
         present = {short: path for short, path in files.items() if path is not None}
         if present:
-            truth_image = sitk.ReadImage(str(case.label))
-            try:
-                truth = normalize_label_values(sitk.GetArrayViewFromImage(truth_image), case.case_id)
-            except LabelError as error:
-                raise EvaluationInputError(f"ground truth {case.label}: {error}") from error
-            spacing = truth_image.GetSpacing()[::-1]  # array axis order (z, y, x)
-            for short, path in present.items():
-                pred_image = sitk.ReadImage(str(path))
-                difference = _geometry_difference(pred_image, truth_image)
-                if difference:
-                    raise EvaluationInputError(
-                        f"prediction {path} is not on the grid of its ground truth {case.label}: {difference}; "
-                        "resample the prediction onto the label's grid (nearest neighbour) and run again")
-                try:
-                    pred = normalize_label_values(sitk.GetArrayViewFromImage(pred_image), f"{case.case_id}/{short}")
-                except LabelError as error:
-                    raise EvaluationInputError(f"prediction {path}: {error}") from error
-                table.add_variants(case.case_id, short, score_prediction(
-                    pred, truth, spacing, postprocess=postprocess, hd95_cap=hd95_cap, min_et_mm3=et_min_mm3))
+            lesion_rows += _score_case(table, case_id, label, present, lesion_evaluator=lesion_evaluator,
+                                       postprocess=postprocess, hd95_cap=hd95_cap, min_et_mm3=et_min_mm3)
         if progress:
-            progress(number + 1, len(labelled), case.case_id)
+            progress(number + 1, len(labels), case_id)
     if not len(table):
         raise EvaluationInputError(
-            f"no prediction found in {pred_dir} for the {len(labelled)} labelled case(s) of {truth_dir}; "
+            f"no prediction found in {pred_dir} for the {len(labels)} labelled case(s) of {truth_dir}; "
             "expected files like PRED/<case_id>/<scenario short>.nii.gz, e.g. "
-            f"{pred_dir / labelled[0].case_id / 'FC12.nii.gz'}")
-    return table, missing, notes
+            f"{pred_dir / next(iter(labels)) / 'FC12.nii.gz'}")
+    return table, missing, notes, lesion_rows
 
 
 def _missing_report(missing: dict[str, list[str]], n_scenarios: int) -> list[str]:
@@ -163,6 +232,32 @@ def _missing_report(missing: dict[str, list[str]], n_scenarios: int) -> list[str
 
 def run(args) -> int:
     return run_command(lambda: _evaluate(args))
+
+
+def _lesion_evaluator():
+    """The official BraTS metrics' evaluator; UsageError (exit code 2) saying how to install it when absent."""
+    from AllStageTraining.evaluation.brats_metrics import BratsMetricsUnavailable, brats_evaluator
+    from AllStageTraining.exit_codes import UsageError
+
+    try:
+        return brats_evaluator()
+    except BratsMetricsUnavailable as error:
+        raise UsageError(f"--lesion-wise: {error}") from None
+
+
+def _lesion_summary(rows: list[dict]) -> dict:
+    """Per region, the mean lesion-wise Dice and HD95 (mm) over the scored predictions (NaN rows left out)."""
+    import math
+
+    from AllStageTraining.constants import REGIONS
+
+    def mean(values: list[float]) -> float | None:
+        finite = [v for v in values if math.isfinite(v)]
+        return round(sum(finite) / len(finite), 6) if finite else None
+
+    return {"source": "brats-evaluation (panoptica), gli configuration; HD95 in mm",
+            **{region: {key: mean([r[key] for r in rows if r["region"] == region])
+                        for key in ("lesion_dice", "lesion_hd95")} for region in REGIONS}}
 
 
 def _evaluate(args) -> int:
@@ -179,9 +274,10 @@ def _evaluate(args) -> int:
         print(f"PROGRESS {done / total:.3f} scored {case_id} ({done}/{total})", file=sys.stderr, flush=True)
 
     method = args.method or args.pred.resolve().name
-    table, missing, notes = score_folder(
+    table, missing, notes, lesion_rows = score_folder(
         args.pred, args.truth, scenarios=scenarios, postprocess=args.postprocess_et,
-        hd95_cap=args.hd95_cap, et_min_mm3=args.et_min_mm3, method=method, progress=progress)
+        hd95_cap=args.hd95_cap, et_min_mm3=args.et_min_mm3, method=method, progress=progress,
+        lesion_evaluator=_lesion_evaluator() if args.lesion_wise else None)
     for note in notes:
         print(f"WARNING: {note}", file=sys.stderr)
     n_missing = sum(len(v) for v in missing.values())
@@ -192,7 +288,15 @@ def _evaluate(args) -> int:
         "et_postprocess_min_mm3": args.et_min_mm3 if args.postprocess_et else None,
         "missing_predictions": missing,
     }
+    if args.lesion_wise:
+        extra["lesion_wise"] = _lesion_summary(lesion_rows)
     paths = table.write(args.out, extra=extra)
+    if args.lesion_wise:
+        from AllStageTraining.evaluation.brats_metrics import FIELDS
+        from AllStageTraining.fileio import atomic_write_csv
+
+        paths["lesion_wise.csv"] = atomic_write_csv(args.out / "lesion_wise.csv",
+                                                    ("case_id", "scenario", "region", *FIELDS), lesion_rows)
     print(table.to_markdown())
     if n_missing:
         print(f"WARNING: {n_missing} prediction(s) missing (case: scenarios), not scored:", file=sys.stderr)

@@ -21,11 +21,12 @@ import json
 import math
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..constants import MODALITIES, SCENARIOS, scenario_from_modalities
+from ..constants import MODALITIES, MODALITY_DISPLAY, SCENARIOS, scenario_from_modalities
 from ..fileio import atomic_write_json
 from .discovery import CaseFiles, find_cases
 
@@ -57,6 +58,56 @@ def parse_missing_rates(text: str) -> dict[str, float]:
     for m, r in rates.items():
         _check_fraction(f"missing rate of {m}", r)
     return rates
+
+
+@dataclass(frozen=True)
+class MissingSetting:
+    """One training-time missing-data setting of an experiment: a missing ratio or per-sequence missing rates
+    (MODALITIES order), exactly one of the two.
+
+    ``tag`` names its folders (``r0.5``, ``rates0.6-0.4-0.2-0.8``); ``label`` is what tables show
+    (``ratio 0.5``, ``rates FLAIR 0.6, T1ce 0.4, T1 0.2, T2 0.8``).
+    """
+
+    ratio: float | None = None
+    rates: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.ratio is None) == (self.rates is None):
+            raise ValueError("a missing-data setting is a ratio or per-sequence rates, exactly one of them")
+        if self.ratio is not None:
+            _check_fraction("missing_ratio", self.ratio)
+        else:
+            if len(self.rates) != len(MODALITIES):
+                raise ValueError(f"missing rates need one value per sequence ({', '.join(MODALITIES)})")
+            for m, r in zip(MODALITIES, self.rates):
+                _check_fraction(f"missing rate of {m}", r)
+
+    @classmethod
+    def parse_rates(cls, text: str) -> "MissingSetting":
+        """``"0.6,0.4,0.2,0.8"`` (flair, t1ce, t1, t2) -> a rates setting."""
+        return cls(rates=tuple(parse_missing_rates(text).values()))
+
+    @property
+    def tag(self) -> str:
+        if self.ratio is not None:
+            return f"r{self.ratio:g}"
+        return "rates" + "-".join(f"{r:g}" for r in self.rates)
+
+    @property
+    def label(self) -> str:
+        if self.ratio is not None:
+            return f"ratio {self.ratio:g}"
+        return "rates " + ", ".join(f"{MODALITY_DISPLAY[m]} {r:g}" for m, r in zip(MODALITIES, self.rates))
+
+    def split_arguments(self) -> dict:
+        """The ``make_split`` keyword arguments of this setting."""
+        if self.ratio is not None:
+            return {"missing_ratio": self.ratio}
+        return {"missing_rates": dict(zip(MODALITIES, self.rates))}
+
+    def to_dict(self) -> dict:
+        return {"ratio": self.ratio} if self.ratio is not None else {"rates": dict(zip(MODALITIES, self.rates))}
 
 
 def make_split(

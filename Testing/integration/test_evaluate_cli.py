@@ -4,7 +4,9 @@ The scoring runs go through a real subprocess; the error cases call the same CLI
 (``cli.main``), which saves the few seconds that every fresh interpreter spends importing torch and MONAI.
 """
 
+import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -161,3 +163,86 @@ def test_evaluate_hd95_uses_spacing_and_cap_option(folders, tmp_path, capsys):
     assert summary["method"] == "other-tool"
     assert summary["missing_predictions"] == {"Case_002": ["C2"]}
     assert "not a prediction for a scenario" in err  # Case_001/F.nii.gz is outside --scenarios
+
+
+def test_evaluate_on_a_folder_of_labels_alone(folders, tmp_path, capsys):
+    truth_dir, pred_dir, _ = folders
+    # the same labels without their images: one in its case folder, the other directly in the folder
+    labels_only = tmp_path / "labels"
+    (labels_only / "Case_001").mkdir(parents=True)
+    shutil.copy(truth_dir / "Case_001" / "Case_001_seg.nii.gz", labels_only / "Case_001")
+    shutil.copy(truth_dir / "Case_002" / "Case_002_seg.nii.gz", labels_only)
+    results = {}
+    for name, truth in (("labels", labels_only), ("with_images", truth_dir)):
+        code, _, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", truth, "--out", tmp_path / name,
+                                           "--postprocess-et")
+        assert code == 0, err
+        results[name] = ScenarioTable.from_csv(tmp_path / name / "table.csv")
+    assert results["labels"].case_ids == ["Case_001", "Case_002"] and len(results["labels"]) == 5 * 2 * 3
+    for case, short in (("Case_001", "F"), ("Case_001", "C2"), ("Case_002", "F")):
+        for region in ("WT", "TC", "ET"):
+            for metric in ("dice", "hd95"):
+                assert results["labels"].value(case, short, region, metric) == \
+                    results["with_images"].value(case, short, region, metric)
+
+    # a case with two label files is refused, naming both
+    shutil.copy(truth_dir / "Case_001" / "Case_001_seg.nii.gz", labels_only)
+    code, _, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", labels_only, "--out", tmp_path / "dup")
+    assert code == 2 and err.startswith("ERROR:") and "two or more label files" in err
+    assert "Case_001/Case_001_seg.nii.gz" in err and "Case_001_seg.nii.gz" in err
+    # images without a label: a warning, not a score
+    images_only = tmp_path / "images_only" / "Case_003"
+    images_only.mkdir(parents=True)
+    shutil.copy(truth_dir / "Case_001" / "Case_001_flair.nii.gz", images_only / "Case_003_flair.nii.gz")
+    code, _, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", images_only.parent, "--out", tmp_path / "x")
+    assert code == 2 and "no label file found" in err
+
+
+def _brats_metrics_installed() -> bool:
+    try:
+        from AllStageTraining.evaluation.brats_metrics import brats_evaluator
+
+        brats_evaluator()
+        return True
+    except ImportError:
+        return False
+
+
+@pytest.mark.skipif(_brats_metrics_installed(), reason="the brats extra is installed")
+def test_lesion_wise_without_the_brats_extra_says_how_to_install_it(folders, tmp_path, capsys):
+    truth_dir, pred_dir, _ = folders
+    code, _, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", truth_dir, "--out", tmp_path / "e",
+                                       "--lesion-wise")
+    assert code == 2 and err.startswith("ERROR: --lesion-wise") and 'pip install ".[brats]"' in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "e").exists()
+
+
+@pytest.mark.skipif(not _brats_metrics_installed(), reason='needs the brats extra: pip install ".[brats]"')
+def test_official_brats_global_dice_equals_ours_and_lesion_wise_scores_are_written(folders, tmp_path, capsys):
+    from AllStageTraining.evaluation.brats_metrics import brats_evaluator, lesion_wise_scores
+    from AllStageTraining.evaluation.metrics import dice_hd95
+
+    truth_dir, pred_dir, predictions = folders
+    truth = truth_labels()
+    two_lesions = truth.copy()
+    two_lesions[1:3, 1:3, 1:3] = LABEL_ED  # a spurious second lesion
+    evaluator = brats_evaluator()
+    spacing = SPACING[::-1]
+    for pred in [*predictions.values(), two_lesions, np.roll(truth, 3, axis=1)]:
+        pred = np.where(pred == 3, LABEL_ET, pred).astype(np.uint8)
+        ours = dice_hd95(pred, truth, spacing)
+        theirs = lesion_wise_scores(evaluator, pred, truth, spacing)
+        for region in ("WT", "TC", "ET"):
+            assert theirs[region]["global_dice"] == pytest.approx(ours[region][0], abs=1e-6), region
+    spurious = lesion_wise_scores(evaluator, two_lesions, truth, spacing)["WT"]
+    assert spurious["fp"] == 1 and spurious["tp"] == 1 and spurious["lesion_dice"] == pytest.approx(1.0)
+
+    out = tmp_path / "eval"
+    code, _, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", truth_dir, "--out", out, "--lesion-wise")
+    assert code == 0, err
+    with (out / "lesion_wise.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(predictions) * 3 and {r["region"] for r in rows} == {"WT", "TC", "ET"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["lesion_wise"]["WT"]["lesion_dice"] == pytest.approx(
+        np.mean([float(r["lesion_dice"]) for r in rows if r["region"] == "WT"]))

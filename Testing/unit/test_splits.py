@@ -159,3 +159,21 @@ def test_prepare_reports_bad_cases_and_skip_bad(tmp_path, capsys):
     assert "broken" not in split["available"] and split["missing"]["mode"] == "rates"
     with pytest.raises(SystemExit):
         cli_main(args + ["--missing-ratio", "0.5", "--missing-rates", "0,0,0,0"])
+
+
+def test_missing_settings_name_their_folders_and_make_their_splits():
+    from AllStageTraining.data.splits import MissingSetting
+
+    ratio, rates = MissingSetting(ratio=0.5), MissingSetting.parse_rates("0.6,0.4,0.2,0.8")
+    assert (ratio.tag, ratio.label, MissingSetting(ratio=0.0).tag) == ("r0.5", "ratio 0.5", "r0")
+    assert rates.tag == "rates0.6-0.4-0.2-0.8" and rates.label == "rates FLAIR 0.6, T1ce 0.4, T1 0.2, T2 0.8"
+    cases = fake_cases(20)
+    by_rates = make_split(cases, seed=1, val_fraction=0.1, test_fraction=0.2, **rates.split_arguments())
+    by_ratio = make_split(cases, seed=1, val_fraction=0.1, test_fraction=0.2, **ratio.split_arguments())
+    assert by_rates["missing"]["rates"] == dict(zip(MODALITIES, (0.6, 0.4, 0.2, 0.8)))
+    assert by_ratio["missing"]["mode"] == "ratio" and by_ratio["missing"]["ratio"] == 0.5
+    # the same test and validation cases for every setting of a seed
+    assert (by_rates["test"], by_rates["val"]) == (by_ratio["test"], by_ratio["val"])
+    for bad in ({"ratio": 1.5}, {"rates": (0.1, 0.2)}, {}, {"ratio": 0.5, "rates": (0, 0, 0, 0)}):
+        with pytest.raises(ValueError):
+            MissingSetting(**bad)
