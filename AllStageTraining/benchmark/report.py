@@ -16,7 +16,8 @@ def _fmt(value, pattern: str) -> str:
 
 def _header(report: dict) -> list[str]:
     peaks = report.get("conv3d_peak") or {}
-    peak_words = peaks.get("error") or ", ".join(f"{p} {v['gflop_per_s']:.0f}" for p, v in peaks.items())
+    peak_words = peaks.get("error") or ", ".join(f"{p} {v['gflop_per_s']:.0f}" for p, v in peaks.items()
+                                                 if isinstance(v, dict))
     return [f"Benchmark on {report['device']} ({report['device_name']}), {report['threads']} threads, torch "
             f"{report.get('torch')}; native bfloat16: {'yes' if report.get('cpu_native_bfloat16') else 'no'}; default "
             f"precision (auto): {report.get('default_precision')}; case: {report['case']}; timed model: "
