@@ -8,15 +8,21 @@ A **run folder** (``train --out RUN``, one experiment cell, one demo method)::
     RUN/mae/            stage 1 (methods with an MAE): model.safetensors, config.json, checkpoint.pt, tb/,
                         val/, identity.json (the MAE-sharing key) or copied_from.json
     RUN/seg/            stage 2: model.safetensors, embeddings.json, config.json, checkpoint.pt, tb/
-    RUN/eval/           the 15-scenario evaluation: pred/<case>/<scenario>.nii.gz, table.csv, table.md,
-                        summary.json, heatmap.png (``evaluation.scenario_eval``)
+    RUN/eval/           the 15-scenario evaluation of the test cases: pred/<case>/<scenario>.nii.gz, table.csv,
+                        table.md, summary.json, heatmap.png (``evaluation.scenario_eval``); optional extra
+                        evaluations: synthesis.{csv,md} (MAE synthesis quality), prompts.{csv,md,json} (15 x 15
+                        prompt sensitivity)
+    RUN/eval-val/       the same for the split's validation cases (``evaluate_on="val"``: tuning runs)
 
 A stage is finished when its marker exists: ``mae/model.safetensors``, ``seg/model.safetensors``,
 ``eval/summary.json``. Inside ``mae/`` and ``seg/`` the training stages write the files named here; inside
 ``eval/`` the evaluation writes its table folder.
 
-An **experiment folder** holds ``experiment.json``, ``splits/r<ratio>_s<seed>.json``, one run folder per cell
-``r<ratio>_s<seed>/<method>/`` and ``comparison.{csv,md,png}``. A **demo folder** holds ``demo.json``,
+An **experiment folder** holds ``experiment.json``, ``timings.json`` (seconds per cell),
+``splits/<setting>_s<seed>.json``, one run folder per cell ``<setting>_s<seed>[_n<budget>]/<method>/`` (the
+setting's tag is ``r<ratio>`` or ``rates<f>-<c>-<1>-<2>``; ``_n<budget>`` only when the grid has several
+budgets) and ``comparison.{csv,md,png}`` (``comparison_curve.png`` with several budgets;
+``comparison-val.*`` when the validation cases were scored). A **demo folder** holds ``demo.json``,
 ``demo.log``, ``data/``, ``split.json``, ``runs/<method>/``, ``stages/<stage>.json`` (markers),
 ``demo_bundle.zip`` and ``report/``.
 """
@@ -37,6 +43,58 @@ SPLIT_FILE = "split.json"
 RUNTIME_FILE = "runtime.json"
 EVAL_SUMMARY = "summary.json"  # written last by the evaluation: its "finished" marker
 STAGES: tuple[str, ...] = ("mae", "seg", "eval")
+#: The split subsets an evaluation can score, and the folder each one's evaluation lives in.
+EVAL_FOLDERS: dict[str, str] = {"test": "eval", "val": "eval-val"}
+
+
+@dataclass(frozen=True)
+class EvalFolder:
+    """The files of one evaluation folder (``RUN/eval`` for the test cases, ``RUN/eval-val`` for validation)."""
+
+    root: Path
+
+    @property
+    def summary(self) -> Path:
+        """Written last by the 15-scenario evaluation: its "finished" marker."""
+        return self.root / EVAL_SUMMARY
+
+    @property
+    def table_csv(self) -> Path:
+        return self.root / "table.csv"
+
+    @property
+    def table_md(self) -> Path:
+        return self.root / "table.md"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "pred"
+
+    @property
+    def synthesis_csv(self) -> Path:
+        return self.root / "synthesis.csv"
+
+    @property
+    def synthesis_md(self) -> Path:
+        """Written last by the synthesis-quality evaluation: its "finished" marker."""
+        return self.root / "synthesis.md"
+
+    @property
+    def prompts_csv(self) -> Path:
+        return self.root / "prompts.csv"
+
+    @property
+    def prompts_md(self) -> Path:
+        return self.root / "prompts.md"
+
+    @property
+    def prompts_summary(self) -> Path:
+        """Written last by the prompt-sensitivity evaluation: its "finished" marker."""
+        return self.root / "prompts.json"
+
+    def partial(self, name: str) -> Path:
+        """Where an unfinished extra evaluation keeps the rows of the cases it has done (``.<name>.partial.csv``)."""
+        return self.root / f".{name}.partial.csv"
 
 
 @dataclass(frozen=True)
@@ -94,21 +152,27 @@ class RunFolder:
     def mae_copied_from(self) -> Path:
         return self.mae / "copied_from.json"
 
+    def evaluation(self, subset: str = "test") -> EvalFolder:
+        """The evaluation folder of the split's ``subset`` ("test": ``RUN/eval``, "val": ``RUN/eval-val``)."""
+        if subset not in EVAL_FOLDERS:
+            raise ValueError(f"unknown evaluation subset {subset!r}; expected one of {tuple(EVAL_FOLDERS)}")
+        return EvalFolder(self.root / EVAL_FOLDERS[subset])
+
     @property
     def eval_summary(self) -> Path:
-        return self.eval / EVAL_SUMMARY
+        return self.evaluation().summary
 
     @property
     def eval_table_csv(self) -> Path:
-        return self.eval / "table.csv"
+        return self.evaluation().table_csv
 
     @property
     def eval_table_md(self) -> Path:
-        return self.eval / "table.md"
+        return self.evaluation().table_md
 
     @property
     def predictions(self) -> Path:
-        return self.eval / "pred"
+        return self.evaluation().predictions
 
     def marker(self, stage: str) -> Path:
         """The file whose existence says that ``stage`` finished."""
@@ -128,7 +192,11 @@ class RunFolder:
 
 @dataclass(frozen=True)
 class ExperimentFolder:
-    """The paths of an ``experiment`` grid: one split per (missing ratio, seed), one run folder per cell."""
+    """The paths of an ``experiment`` grid: one split per (missing-data setting, seed), one run folder per cell.
+
+    ``setting`` arguments are a setting's tag (``data.splits.MissingSetting.tag``: ``r0.5``,
+    ``rates0.6-0.4-0.2-0.8``); ``budget`` is given only when the grid has several budgets.
+    """
 
     root: Path
 
@@ -136,30 +204,36 @@ class ExperimentFolder:
         object.__setattr__(self, "root", Path(self.root))
 
     @staticmethod
-    def tag(ratio: float, seed: int) -> str:
-        """``r<ratio>_s<seed>``, e.g. ``r0.5_s0``."""
-        return f"r{ratio:g}_s{seed}"
+    def tag(setting: str, seed: int, budget: int | None = None) -> str:
+        """``<setting>_s<seed>[_n<budget>]``, e.g. ``r0.5_s0`` or ``r0_s1_n600``."""
+        return f"{setting}_s{seed}" + ("" if budget is None else f"_n{budget}")
 
     @property
     def description(self) -> Path:
         return self.root / "experiment.json"
 
-    def split(self, ratio: float, seed: int) -> Path:
-        return self.root / "splits" / f"{self.tag(ratio, seed)}.json"
+    @property
+    def timings(self) -> Path:
+        """``{"<cell tag>/<method>": seconds}``: the wall time spent in each cell, summed over the runs."""
+        return self.root / "timings.json"
 
-    def cell(self, ratio: float, seed: int, method: str) -> RunFolder:
-        return RunFolder(self.root / self.tag(ratio, seed) / method)
+    def split(self, setting: str, seed: int) -> Path:
+        return self.root / "splits" / f"{self.tag(setting, seed)}.json"
+
+    def cell(self, setting: str, seed: int, method: str, budget: int | None = None) -> RunFolder:
+        return RunFolder(self.root / self.tag(setting, seed, budget) / method)
 
     def cells(self) -> Iterator[RunFolder]:
-        """Every cell folder that exists, in sorted order."""
-        for path in sorted(self.root.glob("r*_s*/*")):
-            if path.is_dir():
+        """Every cell folder that exists (a folder with a ``config.json``), in sorted order."""
+        for path in sorted(self.root.glob("*_s*/*")):
+            if path.is_dir() and (path / CONFIG_FILE).is_file():
                 yield RunFolder(path)
 
-    @property
-    def comparison(self) -> Path:
-        """The stem of ``comparison.csv``, ``comparison.md`` and ``comparison.png``."""
-        return self.root / "comparison"
+    def comparison(self, subset: str = "test") -> Path:
+        """The stem of ``comparison.csv/.md/.png`` (``comparison-val.*`` when the validation cases were scored)."""
+        if subset not in EVAL_FOLDERS:
+            raise ValueError(f"unknown evaluation subset {subset!r}; expected one of {tuple(EVAL_FOLDERS)}")
+        return self.root / ("comparison" if subset == "test" else f"comparison-{subset}")
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the experiment folder, with forward slashes (for links in comparison.md)."""

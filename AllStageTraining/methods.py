@@ -107,6 +107,13 @@ _ENTRIES: tuple[Method, ...] = (
 #: name -> Method, in the order tables list them.
 METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in _ENTRIES})
 
+#: Roles in an experiment's comparison (``evaluation.comparison``): the baselines every method is compared with
+#: (paired differences), the methods whose MAE synthesis quality is shown side by side, and the method whose
+#: learning curve decides the converged budget.
+BASELINES: tuple[str, ...] = ("zero-fill", "zero-fill-long")
+SYNTHESIS_COMPARED: tuple[str, ...] = ("ours", "m3ae-style")
+CONVERGENCE_METHOD = "zero-fill"
+
 
 def method_names() -> tuple[str, ...]:
     """Every registered method name, in table order."""

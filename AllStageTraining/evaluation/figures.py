@@ -3,6 +3,10 @@
 - :func:`heatmap`: scenario x region Dice (or HD95) of one :class:`ScenarioTable`, values written in the cells.
 - :func:`method_comparison`: grouped bars of the mean Dice per region for several methods, either one group
   per region (one table per method) or one panel per region with one group per training missing ratio.
+- :func:`interval_bars`: one panel per region (and the mean), a group of bars per setting and a bar per method,
+  each with its 95% interval (``bootstrap.Interval``) as an error bar.
+- :func:`learning_curves`: mean Dice against the training budget (log scale), a line per method with interval
+  bars, one panel per setting.
 """
 
 from __future__ import annotations
@@ -118,6 +122,93 @@ def method_comparison(tables_by_method: Mapping, png: str | Path, *, variant: st
         axes[0].set_ylabel("mean Dice over scenarios (%)")
         axes[-1].legend(fontsize=8, loc="upper center", ncol=len(methods), frameon=False)
     fig.suptitle(title or "Mean Dice over the scenarios, per method", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+    return png
+
+
+def _error_bars(intervals) -> tuple[np.ndarray, np.ndarray]:
+    """(heights, 2 x n asymmetric error sizes) in percent from ``bootstrap.Interval``s (None: NaN)."""
+    mean = np.array([np.nan if i is None else i.mean for i in intervals], dtype=float) * 100.0
+    low = np.array([np.nan if i is None else i.low for i in intervals], dtype=float) * 100.0
+    high = np.array([np.nan if i is None else i.high for i in intervals], dtype=float) * 100.0
+    return mean, np.nan_to_num(np.vstack([mean - low, high - mean]))
+
+
+def interval_bars(groups: list[str], values: Mapping[str, Mapping[str, list]], png: str | Path, *,
+                  title: str) -> Path:
+    """Bars of mean Dice (%) with 95% interval error bars, two panels per row.
+
+    groups: the x groups (e.g. the missing-data settings); values: ``{panel: {method: [Interval | None per
+    group]}}`` (panels e.g. WT, TC, ET, mean), Dice fractions. Returns ``png``.
+    """
+    import textwrap
+
+    plt = _pyplot()
+    png = Path(png)
+    panels = list(values)
+    methods = list(next(iter(values.values()))) if panels else []
+    if not methods:
+        raise ValueError("interval_bars needs at least one method")
+    colours = plt.get_cmap("tab10").colors
+    width = 0.8 / len(methods)
+    columns = min(2, len(panels))
+    rows = -(-len(panels) // columns)
+    panel_width = max(4.0, 0.8 + len(groups) * (0.5 + 0.22 * len(methods)))
+    fig, axes = plt.subplots(rows, columns, figsize=(panel_width * columns, 3.6 * rows), dpi=120, sharey=True,
+                             squeeze=False)
+    x = np.arange(len(groups))
+    labels = ["\n".join(textwrap.wrap(g, 18)) for g in groups]
+    for ax, panel in zip(axes.flat, panels):
+        for k, method in enumerate(methods):
+            mean, errors = _error_bars(values[panel][method])
+            ax.bar(x + (k - (len(methods) - 1) / 2) * width, np.nan_to_num(mean), width, yerr=errors, capsize=2,
+                   label=method, color=colours[k % len(colours)], error_kw={"linewidth": 0.8})
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_title(panel)
+        ax.set_ylim(0, 100)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("mean Dice over scenarios (%)")
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.suptitle(title, fontsize=10)
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.955), ncol=len(methods), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.92 if rows > 1 else 0.86))
+    fig.savefig(png)
+    plt.close(fig)
+    return png
+
+
+def learning_curves(curves: Mapping[str, Mapping[str, list]], png: str | Path, *, title: str) -> Path:
+    """Mean Dice (%) against the budget, one panel per setting: ``{setting label: {method: [(budget,
+    Interval), ...]}}`` (Dice fractions); the x axis is logarithmic (base 2). Returns ``png``."""
+    plt = _pyplot()
+    png = Path(png)
+    if not curves:
+        raise ValueError("learning_curves needs at least one setting")
+    colours = plt.get_cmap("tab10").colors
+    fig, axes = plt.subplots(1, len(curves), figsize=(1.0 + 4.2 * len(curves), 3.8), dpi=120, sharey=True,
+                             squeeze=False)
+    budgets = sorted({b for per_method in curves.values() for points in per_method.values() for b, _ in points})
+    for ax, (setting, per_method) in zip(axes[0], curves.items()):
+        for k, (method, points) in enumerate(per_method.items()):
+            points = sorted(points)
+            mean, errors = _error_bars([interval for _, interval in points])
+            ax.errorbar([b for b, _ in points], mean, yerr=errors, marker="o", capsize=3, label=method,
+                        color=colours[k % len(colours)])
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.minorticks_off()
+        ax.set_xlabel("steps per stage")
+        ax.set_title(setting)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mean Dice over scenarios (%)")
+    axes[0][-1].legend(fontsize=7, frameon=True)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(png)
     plt.close(fig)

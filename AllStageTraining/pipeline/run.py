@@ -1,6 +1,7 @@
-"""One run: stage 1 (methods with an MAE), stage 2 and the 15-scenario evaluation of the test split, in one
-run folder (``layout.RunFolder``). ``train``, every ``experiment`` cell and the demo's methods all run through
-:func:`train_and_evaluate`.
+"""One run: stage 1 (methods with an MAE), stage 2 and the 15-scenario evaluation of the test split (or of the
+validation cases, for tuning), in one run folder (``layout.RunFolder``), optionally followed by the extra
+evaluations (:class:`ExtraEvaluations`). ``train``, every ``experiment`` cell and the demo's methods all run
+through :func:`train_and_evaluate`.
 
 Rules, the same for every caller:
 - the run folder is claimed first: a folder holding another configuration (``RunConfig.fingerprint``) or
@@ -9,6 +10,8 @@ Rules, the same for every caller:
   is skipped and the log says so; an unfinished training stage resumes from its checkpoint; an unfinished
   evaluation scores the predictions already written and computes only the rest;
 - ``mae_from``: a finished ``mae/`` folder with the same :func:`mae_identity` is copied instead of training;
+- the extra evaluations (synthesis quality, prompt sensitivity) go to the same evaluation folder and are
+  skipped when their marker exists (``synthesis.md``, ``prompts.json``); unfinished, they resume per case;
 - the device is resolved once and used by both training stages and the evaluation; what each stage ran on is
   recorded in ``runtime.json`` when it starts.
 """
@@ -47,10 +50,26 @@ def _quiet(text: str) -> None:
     """The log of ranks other than 0 under torchrun."""
 
 
+@dataclass(frozen=True)
+class ExtraEvaluations:
+    """Which extra evaluations follow the 15-scenario one (``evaluation.scenario_eval``), for the methods they
+    apply to: ``synthesis`` (methods with an MAE: synthesis quality on every scored case), ``prompts``
+    (personalizing methods: the 15 x 15 prompt-sensitivity table of the first ``prompt_cases`` scored cases)."""
+
+    synthesis: bool = True
+    prompts: bool = True
+    prompt_cases: int = 6
+
+    def __post_init__(self) -> None:
+        if self.prompt_cases < 1:
+            raise ValueError(f"the prompt-sensitivity table needs at least one case, not {self.prompt_cases}")
+
+
 @dataclass
 class RunResult:
     """What a call did. status: stage -> "trained" | "copied" | "skipped" | "evaluated" (stages that were not
-    asked for, or that the method lacks, are absent); table: the evaluation (None unless it was asked for)."""
+    asked for, or that the method lacks, are absent; the extra evaluations are "synthesis" and "prompts");
+    table: the evaluation (None unless it was asked for)."""
 
     run: RunFolder
     cfg: RunConfig
@@ -69,15 +88,19 @@ def mae_identity(cfg: RunConfig, split_path: str | Path) -> str:
 
 def train_and_evaluate(cfg: RunConfig, split_path: str | Path, run_dir: str | Path, *, device="auto",
                        mae_from: str | Path | None = None, scenarios: Iterable[Scenario] = SCENARIOS,
-                       until: str = "eval", log: Log = _say) -> RunResult:
+                       until: str = "eval", evaluate_on: str = "test", extras: ExtraEvaluations | None = None,
+                       log: Log = _say) -> RunResult:
     """Train ``cfg``'s method on the split's training cases and evaluate it on its test cases, in ``run_dir``.
 
     cfg: any RunConfig; it is set up for ``cfg.method`` (``methods.configure``) and validated first.
     device: "auto", "cpu", "cuda" or a torch.device, for training and evaluation alike.
     mae_from: a finished ``mae/`` folder to copy instead of training stage 1 (same ``mae_identity``).
     scenarios: the scenarios to evaluate (default all 15). until: "mae", "seg" or "eval" (the last stage run).
+    evaluate_on: "test" (``RUN/eval``) or "val": score the split's validation cases instead (``RUN/eval-val``),
+        so that budgets and defaults can be chosen without touching the test cases.
+    extras: the extra evaluations after the 15-scenario one (None: none).
     log: one line per stage (rank 0 only under torchrun).
-    Raises UsageError for a run folder holding another run, ValueError for a split without test cases
+    Raises UsageError for a run folder holding another run, ValueError for a split without cases to score
     (when evaluating), DeviceError for an unavailable device.
     """
     from ..training.distributed import init_runtime, shutdown_runtime
@@ -87,7 +110,7 @@ def train_and_evaluate(cfg: RunConfig, split_path: str | Path, run_dir: str | Pa
     cfg = configure(cfg)
     cfg.validate()
     run, split_path = RunFolder(run_dir), Path(split_path)
-    split = _load_split(split_path, need_test=until == "eval")
+    split = _load_split(split_path, score=evaluate_on if until == "eval" else None)
     runtime = init_runtime(device)
     say = log if runtime.is_main else _quiet
     result = RunResult(run, cfg)
@@ -102,17 +125,24 @@ def train_and_evaluate(cfg: RunConfig, split_path: str | Path, run_dir: str | Pa
         main = runtime.is_main
         shutdown_runtime()  # the other ranks are done; rank 0 evaluates alone
     if main and until == "eval":
-        result.status["eval"], result.table = _evaluate(cfg, split, run, runtime.device, tuple(scenarios), say)
+        result.status["eval"], result.table = _evaluate(cfg, split, run, runtime.device, tuple(scenarios),
+                                                        evaluate_on, say)
+        if extras is not None:
+            result.status.update(_extra_evaluations(cfg, split, run, runtime.device, evaluate_on, extras,
+                                                    tuple(scenarios), say))
     return result
 
 
-def _load_split(split_path: Path, *, need_test: bool) -> dict:
+def _load_split(split_path: Path, *, score: str | None) -> dict:
+    """The split; UsageError when the subset to ``score`` ("test", "val" or None) has no case."""
     from ..data.splits import load_split
 
     split = load_split(split_path)
-    if need_test and not split["test"]:
+    if score == "test" and not split["test"]:
         raise UsageError(f"{split_path} has no test cases to evaluate; prepare a split with a test fraction, or "
                          "stop after training (train --no-eval)")
+    if score == "val" and not split["val"]:
+        raise UsageError(f"{split_path} has no validation cases to evaluate; give a validation fraction above 0")
     return split
 
 
@@ -196,24 +226,60 @@ def _stage2(cfg: RunConfig, split_path: Path, run: RunFolder, runtime: Runtime, 
     return "trained"
 
 
-def _evaluate(cfg: RunConfig, split: dict, run: RunFolder, device, scenarios: tuple[Scenario, ...],
+def _evaluate(cfg: RunConfig, split: dict, run: RunFolder, device, scenarios: tuple[Scenario, ...], subset: str,
               say: Log) -> tuple[str, ScenarioTable]:
-    """The evaluation into ``RUN/eval``: ("skipped", the table read back) or ("evaluated", the new table)."""
-    from ..evaluation.scenario_eval import evaluate_test_split
+    """The evaluation of ``subset`` into its folder (``RUN/eval``, ``RUN/eval-val``): ("skipped", the table read
+    back) or ("evaluated", the new table)."""
+    from ..evaluation.scenario_eval import SUBSET_NAMES, evaluate_split
     from ..evaluation.tables import ScenarioTable
     from ..inference.predictor import Predictor
     from ..runtime import describe
 
-    if run.finished("eval"):
-        say(f"[{cfg.method}] evaluation already finished: {run.eval_summary}")
-        return "skipped", ScenarioTable.from_csv(run.eval_table_csv, cfg.method)
+    folder = run.evaluation(subset)
+    if folder.summary.is_file():
+        say(f"[{cfg.method}] evaluation already finished: {folder.summary}")
+        return "skipped", ScenarioTable.from_csv(folder.table_csv, cfg.method)
     predictor = Predictor.from_run(run.root, device=device)
-    say(f"[{cfg.method}] evaluation: {len(split['test'])} test case(s) x {len(scenarios)} scenario(s) on "
-        f"{predictor.device}")
-    run.record_runtime("eval", describe(predictor.device, predictor.precision))
+    say(f"[{cfg.method}] evaluation: {len(split[subset])} {SUBSET_NAMES[subset]} case(s) x {len(scenarios)} "
+        f"scenario(s) on {predictor.device}")
+    run.record_runtime("eval" if subset == "test" else f"eval-{subset}", describe(predictor.device, predictor.precision))
     progress = None if sys.stderr.isatty() else plain_progress(say)
-    table = evaluate_test_split(predictor, split, run.eval, method=cfg.method, scenarios=scenarios, progress=progress)
+    table = evaluate_split(predictor, split, folder.root, subset=subset, method=cfg.method, scenarios=scenarios,
+                           progress=progress)
     return "evaluated", table
+
+
+def _extra_evaluations(cfg: RunConfig, split: dict, run: RunFolder, device, subset: str, extras: ExtraEvaluations,
+                       scenarios: tuple[Scenario, ...], say: Log) -> dict[str, str]:
+    """The extra evaluations that apply to ``cfg.method``, into the evaluation folder of ``subset``, over the
+    evaluated ``scenarios``: ``{"synthesis" | "prompts": "evaluated" | "skipped"}``."""
+    from ..evaluation.scenario_eval import evaluate_prompts, evaluate_synthesis
+
+    method, folder = get_method(cfg.method), run.evaluation(subset)
+    wanted = {"synthesis": (extras.synthesis and method.has_mae, folder.synthesis_md),
+              "prompts": (extras.prompts and method.personalizes, folder.prompts_summary)}
+    todo = [name for name, (applies, marker) in wanted.items() if applies and not marker.is_file()]
+    status = {name: "skipped" for name, (applies, _) in wanted.items() if applies and name not in todo}
+    for name in status:
+        say(f"[{cfg.method}] {name} evaluation already finished: {wanted[name][1]}")
+    if not todo:
+        return status
+    from ..inference.predictor import Predictor
+
+    predictor = Predictor.from_run(run.root, device=device)
+    if "synthesis" in todo:
+        say(f"[{cfg.method}] synthesis quality of the MAE on every scored case, "
+            f"{sum(1 for s in scenarios if s.missing)} incomplete scenario(s) each")
+        evaluate_synthesis(predictor, split, folder.root, subset=subset, scenarios=scenarios,
+                           log=lambda line: say(f"[{cfg.method}] synthesis: {line}"))
+        status["synthesis"] = "evaluated"
+    if "prompts" in todo:
+        say(f"[{cfg.method}] {len(scenarios)} x {len(scenarios)} prompt-sensitivity table of {extras.prompt_cases} "
+            f"case(s) at most ({len(scenarios) ** 2} segmenter passes per case)")
+        evaluate_prompts(predictor, split, folder.root, subset=subset, n_cases=extras.prompt_cases,
+                         scenarios=scenarios, log=lambda line: say(f"[{cfg.method}] prompts: {line}"))
+        status["prompts"] = "evaluated"
+    return status
 
 
 def plain_progress(say: Log):

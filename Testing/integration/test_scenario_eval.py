@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from AllStageTraining.constants import MODALITIES, SCENARIOS
-from AllStageTraining.evaluation.scenario_eval import evaluate_test_split, prediction_path
+from AllStageTraining.evaluation.scenario_eval import evaluate_split, prediction_path
 
 
 class CountingPredictor:
@@ -55,7 +55,7 @@ def test_fifteen_scenarios_then_resume(tmp_path, tiny_predictor, one_test_case_s
     (case_id,) = split["test"]
     spy = CountingPredictor(tiny_predictor)
     seen = []
-    table = evaluate_test_split(spy, split, tmp_path, method="tiny", progress=lambda f, text: seen.append(f))
+    table = evaluate_split(spy, split, tmp_path, method="tiny", progress=lambda f, text: seen.append(f))
 
     # every scenario once, with exactly its sequences
     assert sorted(spy.calls) == sorted(s.modalities for s in SCENARIOS)
@@ -70,6 +70,7 @@ def test_fifteen_scenarios_then_resume(tmp_path, tiny_predictor, one_test_case_s
     assert all(f"| {s.short} | {s.display} |" in markdown for s in SCENARIOS)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["predictions_computed"] == 15 and summary["predictions_reused"] == 0
+    assert summary["scored_subset"] == "test" and summary["scored_cases"] == [case_id]
     assert set(summary["mean_dice_postprocessed"]) == {"WT", "TC", "ET", "mean"}
     assert (tmp_path / "heatmap.png").stat().st_size > 0
     assert not list(tmp_path.rglob("*.tmp*")), "no temporary prediction file may be left behind"
@@ -79,7 +80,7 @@ def test_fifteen_scenarios_then_resume(tmp_path, tiny_predictor, one_test_case_s
     lost.unlink()
     kept = {s.short: prediction_path(tmp_path, case_id, s).stat().st_mtime_ns for s in SCENARIOS if s.index != 4}
     again = CountingPredictor(tiny_predictor)
-    table2 = evaluate_test_split(again, split, tmp_path, method="tiny", progress=lambda f, text: None)
+    table2 = evaluate_split(again, split, tmp_path, method="tiny", progress=lambda f, text: None)
     assert again.calls == [SCENARIOS[4].modalities]
     assert all(prediction_path(tmp_path, case_id, s).stat().st_mtime_ns == kept[s.short]
                for s in SCENARIOS if s.index != 4)
