@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from AllStageTraining.config import preset
-from AllStageTraining.nets.unet import ResidualUNet
+from AllStageTraining.nets.unet import GroupNorm3d, ResidualUNet
 
 torch.set_num_threads(1)
 
@@ -69,3 +69,18 @@ def test_channels_last_model_gives_the_same_output(net_cfg):
         net.to(memory_format=torch.channels_last_3d)
         fast, _ = net(x)
     assert torch.allclose(fast, reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_group_norm_keeps_channels_last_and_the_numbers_with_and_without_gradients(grad):
+    torch.manual_seed(3)
+    norm = GroupNorm3d(2, 6)
+    x = torch.randn(2, 6, 5, 6, 7).contiguous(memory_format=torch.channels_last_3d).requires_grad_(grad)
+    with torch.set_grad_enabled(grad):
+        out = norm(x)
+    expected = torch.nn.functional.group_norm(x.detach().contiguous(), 2, norm.weight, norm.bias, norm.eps)
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.allclose(out.detach(), expected, atol=1e-5)
+    if grad:
+        out.square().sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all()
