@@ -26,6 +26,7 @@ EXIT_MEANINGS = {
     2: "the input images cannot be used",
     3: "the model bundle cannot be used",
     4: "the computer ran out of memory; try the CPU, or close other programs",
+    5: "the device asked for is not available; choose another device (e.g. the CPU)",
 }
 
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"

@@ -41,9 +41,10 @@ class RunResult:
     brain_mask: object = None  # vtkMRMLLabelMapVolumeNode (1 = brain), hidden: what the model was told is brain
 
 
-#: ``predict`` LOG lines that say what was done to the inputs, and the seconds of each step (matched in lower
-#: case anywhere in the line): they go to the status area as notes.
-NOTE_MARKERS = ("resampl", "co-registered", "brain mask:", "timings (s):")
+#: ``predict`` LOG lines that say what was done to the inputs, how the networks ran (device and precision:
+#: ``scenario ...; device cpu, bfloat16, channels-last``) and the seconds of each step (matched in lower case
+#: anywhere in the line): they go to the status area as notes.
+NOTE_MARKERS = ("resampl", "co-registered", "brain mask:", "timings (s):", "; device ")
 
 
 def is_note(line: str) -> bool:

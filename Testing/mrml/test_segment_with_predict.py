@@ -17,6 +17,7 @@ from AllStageSegLib.geometry import array_to_matrix, ijk_to_ras
 from AllStageSegLib.predict_process import CANCELLED, FAILED, SUCCEEDED
 from AllStageSegLib.segmentation_run import SegmentationRun
 from AllStageTraining.constants import LABEL_NAMES, MODALITIES
+from AllStageTraining.runtime import cpu_has_native_bfloat16
 
 from mrml_images import make_image
 
@@ -72,6 +73,8 @@ def test_one_input_gives_segments_three_synthesized_and_the_bundle_warnings(scen
                                                                              "T2 (synthesized)"]
     warnings = " ".join(run.result.warnings)
     assert "UNTRAINED text encoder" in warnings and "not for clinical use" in warnings
+    precision = "bfloat16" if cpu_has_native_bfloat16() else "float32"  # predict's default, auto
+    assert any("device cpu, " + precision in note for note in run.result.notes), run.result.notes
 
 
 def test_the_finest_input_is_the_default_output_grid(scene, write_image, load_volume, demo_bundle):

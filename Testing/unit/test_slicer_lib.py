@@ -277,3 +277,11 @@ def test_cancel_ends_the_whole_process_tree(tmp_path):
         time.sleep(0.05)
     else:
         pytest.fail("the grandchild process survived cancel")
+
+
+def test_every_failing_exit_code_of_predict_has_a_meaning_for_the_module():
+    from AllStageSegLib.predict_process import EXIT_MEANINGS
+    from AllStageTraining import exit_codes
+
+    failing = {value for name, value in vars(exit_codes).items() if name.startswith("EXIT_") and value != 0}
+    assert failing == set(EXIT_MEANINGS)
