@@ -312,9 +312,14 @@ class AlignmentSampler:
 
 
 def smoothed(image: sitk.Image, sigma_mm: float = ALIGN_MM / 2.0) -> sitk.Image:
-    """float32 copy, NaN and Inf as 0, Gaussian-smoothed (sigma in mm)."""
+    """float32 copy, NaN and Inf as 0, Gaussian-smoothed (sigma in mm). Voxels much finer than sigma are first
+    averaged in blocks of at most sigma (``BinShrink``: a 1 mm image smoothed by 2 mm has 8x fewer voxels to
+    smooth; the block's own blur, a variance of (k^2 - 1) / 12 voxels, is small beside sigma^2)."""
     clean = sitk.GetImageFromArray(finite_array(image))
     clean.CopyInformation(image)
+    factors = [max(1, int(sigma_mm // s)) for s in image.GetSpacing()]
+    if max(factors) > 1:
+        clean = sitk.BinShrink(clean, factors)
     return sitk.SmoothingRecursiveGaussian(clean, sigma_mm)
 
 
