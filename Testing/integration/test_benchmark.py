@@ -1,16 +1,17 @@
-"""The benchmark's measurements, each on something small and real: bfloat16 against float32 on a briefly trained
-tiny bundle, the conv3d peak and its FLOP count, a whole ``predict`` process split into phases, a training step
+"""The benchmark's measurements, each on something small and real: bfloat16 against float32 on the shipped
+demo bundle's trained weights, the conv3d peak and its FLOP count, a whole ``predict`` process split into phases, a training step
 rate child, the report and the targets. Times are only checked for consistency (parts against their whole),
 never against a number: they depend on the machine and its load."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
 from AllStageTraining.benchmark.agreement import labels_agreement, synthesis_difference
 from AllStageTraining.benchmark.processes import run_child
-from AllStageTraining.config import preset
 from AllStageTraining.constants import MODALITIES
 
 pytestmark = pytest.mark.slow
@@ -18,41 +19,18 @@ pytestmark = pytest.mark.slow
 SCENARIOS = ["FC12", "FC", "2"]  # the full set, two missing, three missing (the child takes any subset)
 
 
-@pytest.fixture(scope="module")
-def trained_bundle(tiny_split, tmp_path_factory):
-    """(bundle folder, the split's test case files) of a tiny ``ours`` run trained for 12 + 12 steps."""
+#: The shipped demo bundle: trained weights whose outputs have real tumour boundaries. (A model trained for a few
+#: steps in a test puts nearly every voxel at the same probability, so bfloat16's rounding decides its labels
+#: at any threshold that gives them a boundary: there agreement measures nothing.)
+DEMO_BUNDLE = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "demo_bundle.zip"
+
+
+def test_bfloat16_against_float32_on_a_trained_bundle(tiny_split):
     from AllStageTraining.data.splits import cases_for_split, load_split
-    from AllStageTraining.inference.bundle import export_bundle
-    from AllStageTraining.pipeline.run import train_and_evaluate
 
-    cfg = preset("tiny").with_fields({"optim_mae.steps": 12, "optim_seg.steps": 12})
-    root = tmp_path_factory.mktemp("benchmark_trained")
-    train_and_evaluate(cfg, tiny_split, root / "ours", device="cpu", until="seg", log=lambda line: None)
-    bundle = export_bundle(root / "ours", root / "bundle", {"note": "tests only"})
-    return bundle, cases_for_split(load_split(tiny_split), "test")[0]
-
-
-def _threshold_covering(bundle, files, share: float) -> float:
-    """The probability above which the float32 full-set output labels ``share`` of the case's brain as tumour (any
-    region: WT holds all three) (a model trained this briefly puts every voxel below 0.5, so its labels at
-    0.5 are empty and always agree)."""
-    from AllStageTraining.constants import FULL_SCENARIO
-    from AllStageTraining.data.dataset import ValidationCases
-    from AllStageTraining.data.preprocess import load_case
-    from AllStageTraining.inference.predictor import Predictor
-
-    predictor = Predictor.from_bundle(bundle, "cpu", precision="float32")
-    item = ValidationCases([load_case(files.images, case_id=files.case_id)], multiple=predictor.divisor)[0]
-    with torch.inference_mode():
-        logits = predictor.segmenter(item["image"][None], torch.tensor([FULL_SCENARIO.index]))["logits"][0]
-    tumour = logits.float().amax(dim=0)[item["brain"][0] > 0]
-    return float(torch.sigmoid(torch.quantile(tumour, 1.0 - share)))
-
-
-def test_bfloat16_against_float32_on_a_trained_bundle(trained_bundle):
-    bundle, case = trained_bundle
-    spec = {"bundle": str(bundle), "device": "cpu", "threads": 1, "scenarios": SCENARIOS,
-            "images": {m: str(case.images[m]) for m in MODALITIES}, "threshold": _threshold_covering(bundle, case, 0.1)}
+    case = cases_for_split(load_split(tiny_split), "test")[0]
+    spec = {"bundle": str(DEMO_BUNDLE), "device": "cpu", "threads": 1, "scenarios": SCENARIOS,
+            "images": {m: str(case.images[m]) for m in MODALITIES}}
     result = run_child("agreement", spec, timeout=600)
     assert "error" not in result, result
     rows = result["scenarios"]
@@ -61,11 +39,11 @@ def test_bfloat16_against_float32_on_a_trained_bundle(trained_bundle):
     for short in ("FC", "2"):  # bfloat16 changes the synthesized sequences a little, not a lot
         assert 0 < rows[short]["synth_mean_abs_z"] <= rows[short]["synth_max_abs_z"] < 0.5
     assert result["worst"]["synth_max_abs_z"] == max(rows[s]["synth_max_abs_z"] for s in ("FC", "2"))
-    assert rows["FC12"]["voxels"]["WT"] > 1000  # the threshold gave the labels a boundary
+    assert rows["FC12"]["voxels"]["WT"] > 1000  # the model found the tumour
     for row in rows.values():
         assert all(0.0 <= row[r] <= 1.0 for r in ("WT", "TC", "ET")) and set(row["voxels"]) == {"WT", "TC", "ET"}
         if row["voxels"]["WT"] > 200:  # enough tumour for the agreement to mean something
-            assert row["WT"] > 0.9
+            assert row["WT"] > 0.95
     assert result["worst"]["WT"] == min(row["WT"] for row in rows.values())
 
 
