@@ -1,7 +1,7 @@
 """The benchmark's measurements, each on something small and real: bfloat16 against float32 on the shipped
-demo bundle's trained weights, the conv3d peak and its FLOP count, a whole ``predict`` process split into phases, a training step
-rate child, the report and the targets. Times are only checked for consistency (parts against their whole),
-never against a number: they depend on the machine and its load."""
+demo bundle's trained weights, the conv3d peak and its FLOP count, a whole ``predict`` process split into
+phases, a training step rate child, the report and the targets. Times are only checked for consistency (parts
+against their whole), never against a number: they depend on the machine and its load."""
 
 from __future__ import annotations
 
