@@ -69,7 +69,9 @@ class PersonalizedSegmenter(nn.Module):
                 raise ValueError("a personalized segmenter needs the scenario index of each sample")
             codes = scenario_codes(self.embeddings, self.code_source, self.code_norm).to(bottleneck.device)
             embedding = codes[scenario.to(codes.device).long()]
-            head_params, modulation = self.hypernet(embedding, bottleneck.mean(dim=(2, 3, 4)))
+            # float32 even under autocast: a few hundred numbers that scale every voxel's features and logits
+            with torch.autocast("cuda" if bottleneck.is_cuda else "cpu", enabled=False):
+                head_params, modulation = self.hypernet(embedding.float(), bottleneck.float().mean(dim=(2, 3, 4)))
         features, deep = self.backbone.decode(skips, modulation)
         logits = dynamic_head(features, head_params) if head_params is not None else self.static_head(features)
         del features

@@ -84,3 +84,24 @@ def test_group_norm_keeps_channels_last_and_the_numbers_with_and_without_gradien
     if grad:
         out.square().sum().backward()
         assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_group_norm_modulation_is_norm_times_one_plus_scale_plus_shift(batch):
+    """One sample folds the modulation into the affine parameters, several multiply and add after the norm:
+    both are norm(x) * (1 + scale) + shift, with gradients reaching x, scale and shift."""
+    torch.manual_seed(4)
+    norm = GroupNorm3d(2, 6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(batch, 6, 4, 5, 6).contiguous(memory_format=torch.channels_last_3d).requires_grad_(True)
+    scale, shift = torch.randn(batch, 6, requires_grad=True), torch.randn(batch, 6, requires_grad=True)
+    out = norm(x, (scale, shift))
+    plain = torch.nn.functional.group_norm(x.detach(), 2, norm.weight.detach(), norm.bias.detach(), norm.eps)
+    expected = plain * (1 + scale.detach()[:, :, None, None, None]) + shift.detach()[:, :, None, None, None]
+    assert torch.allclose(out.detach(), expected, atol=1e-5)
+    out.square().sum().backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (x, scale, shift))
+    with torch.inference_mode():
+        assert torch.allclose(norm(x.detach(), (scale.detach(), shift.detach())), expected, atol=1e-5)
