@@ -1,0 +1,49 @@
+"""Process-wide settings the commands make before torch works: transparent huge pages for its CPU tensors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from AllStageTraining.runtime import HUGE_PAGES_ENV
+
+#: In a fresh process: run the CLI's main (no command: it prints the help), then allocate a 64 MB tensor and
+#: print the environment variable and the process's anonymous huge pages in kB.
+PROBE = """
+import contextlib, io, os
+from AllStageTraining.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    main([])
+import torch
+x = torch.ones(16 * 2**20)
+huge = [int(l.split()[1]) for l in open('/proc/self/smaps_rollup') if l.startswith('AnonHugePages')]
+print(os.environ.get('%s'), huge[0] if huge else -1)
+""" % HUGE_PAGES_ENV
+
+
+def _probe(env_value: str | None) -> tuple[str, int]:
+    env = {k: v for k, v in os.environ.items() if k != HUGE_PAGES_ENV}
+    if env_value is not None:
+        env[HUGE_PAGES_ENV] = env_value
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    value, huge_kb = done.stdout.split()[-2:]
+    return value, int(huge_kb)
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux /proc")
+def test_commands_ask_for_huge_pages_unless_the_environment_says_otherwise():
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    mode = thp.read_text() if thp.exists() else "[never]"
+    value, huge_kb = _probe(None)
+    assert value == "1"
+    if "[never]" not in mode:
+        assert huge_kb >= 2048, "a 64 MB tensor got no transparent huge page"
+    value, huge_kb = _probe("0")
+    assert value == "0"
+    if "[madvise]" in mode:  # only asked-for regions get them
+        assert huge_kb < 2048
