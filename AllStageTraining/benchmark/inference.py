@@ -83,7 +83,7 @@ def child_ours(spec: dict) -> dict:
     shape, flops = prediction.padded_shape, None
     if not spec["window"]:
         flops = count_flops_ours(predictor.cfg, shape, bool(prediction.scenario.missing))
-    precision = predictor.precision
+    precision = predictor.precision_for(prediction.scenario)
     del prediction, predictor
     return {"load_s": load_s, "io_s": io_s, "model_s": model_s, "peak_rss_mb": peak_rss_mb(),
             "gpu_peak_mb": gpu_peak_mb(spec["device"]), "flops": flops, "precision": precision,

@@ -50,7 +50,7 @@ def case_prompt_table(predictor, case, scenarios: Iterable = SCENARIOS) -> list[
     for given in scenarios:
         available = torch.tensor([given.mask], dtype=torch.bool, device=device)
         inputs = image * available[:, :, None, None, None]
-        with predictor.autocast():
+        with predictor.autocast(given):
             if given.missing and predictor.mae is not None:
                 inputs = predictor.mae.complete(inputs, available, box, brain).float()
             for prompt in scenarios:

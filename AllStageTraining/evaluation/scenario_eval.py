@@ -33,7 +33,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from AllStageTraining.constants import SCENARIOS, Scenario
+from AllStageTraining.constants import SCENARIOS, Scenario, scenario_from_mask
 from AllStageTraining.evaluation.tables import ScenarioTable
 from AllStageTraining.fileio import atomic_write_csv, atomic_write_json, write_image_atomically
 from AllStageTraining.layout import EvalFolder
@@ -220,9 +220,10 @@ class _MAEAsPredicted:
     def __init__(self, predictor):
         self.predictor = predictor
 
-    def complete(self, *args):
-        with self.predictor.autocast():
-            return self.predictor.mae.complete(*args).float()
+    def complete(self, image, available, *args):
+        """``MultimodalMAE.complete(image, available (1, 4) bool, box, brain)`` in float32."""
+        with self.predictor.autocast(scenario_from_mask(tuple(available[0].tolist()))):
+            return self.predictor.mae.complete(image, available, *args).float()
 
 
 def evaluate_synthesis(predictor, split: dict, out_dir: str | Path, *, subset: str = "test",

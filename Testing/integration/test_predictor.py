@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 from AllStageTraining.constants import MODALITIES, SCENARIOS
 from AllStageTraining.inference.errors import InputError
 from AllStageTraining.inference.predictor import Predictor
+from AllStageTraining.runtime import cpu_has_native_bfloat16
 
 from inference_helpers import TINY_DIRECTION, TINY_ORIGIN, TINY_SHAPE, TINY_SPACING, synthetic_head, to_image
 
@@ -63,6 +65,30 @@ def test_the_segmenter_gets_the_prompt_of_the_sequences_given(predictor, head):
     finally:
         hook.remove()
     assert prompts == [[s.index] for s in SCENARIOS]
+
+
+@pytest.mark.parametrize("choice", ["auto", "bfloat16", "float32"])
+def test_bfloat16_runs_where_the_choice_says_auto_only_with_t1ce(tiny_bundle, head, choice):
+    """Both networks compute under bfloat16 autocast for every set with ``bfloat16``, never with ``float32``, and
+    with ``auto`` only for the sets that include T1ce, where the CPU computes bfloat16 natively; the log says so."""
+    predictor = Predictor.from_bundle(tiny_bundle, "cpu", precision=choice)
+    seen = []
+    hooks = [model.register_forward_pre_hook(lambda module, args: seen.append(torch.is_autocast_enabled("cpu")))
+             for model in (predictor.mae, predictor.segmenter)]
+    try:
+        for scenario in (s for s in SCENARIOS if s.short in ("FC12", "C", "F12", "2")):
+            seen.clear()
+            result = predictor.predict({m: (head[m] if m in scenario.modalities else None) for m in MODALITIES})
+            expected = choice == "bfloat16" or (choice == "auto" and cpu_has_native_bfloat16()
+                                                and "t1ce" in scenario.modalities)
+            assert seen and all(on == expected for on in seen), (scenario.short, seen)
+            line = next(line for line in result.log if "; device cpu, " in line)
+            assert ("device cpu, bfloat16" in line) == expected, line
+            assert ("(bfloat16 only with T1ce)" in line) == (choice == "auto" and cpu_has_native_bfloat16()
+                                                            and not expected), line
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def test_outputs_follow_the_input_geometry_not_lps(predictor, head):
