@@ -72,8 +72,11 @@ def _fmt(values, digits: int = 2) -> str:
 
 def finite_array(image: sitk.Image) -> np.ndarray:
     """float32 copy of the voxels, NaN and +-Inf replaced by 0."""
-    array = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
-    return np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0)
+    array = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(array.dtype, np.integer):  # nothing to replace: one pass
+        return array.astype(np.float32)
+    array = array.astype(np.float32)  # a copy, also of float32 voxels: the view is the image's own memory
+    return np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
 
 
 def _finite_values(array: np.ndarray) -> tuple[np.ndarray, int]:
@@ -315,8 +318,11 @@ def smoothed(image: sitk.Image, sigma_mm: float = ALIGN_MM / 2.0) -> sitk.Image:
     """float32 copy, NaN and Inf as 0, Gaussian-smoothed (sigma in mm). Voxels much finer than sigma are first
     averaged in blocks of at most sigma (``BinShrink``: a 1 mm image smoothed by 2 mm has 8x fewer voxels to
     smooth; the block's own blur, a variance of (k^2 - 1) / 12 voxels, is small beside sigma^2)."""
-    clean = sitk.GetImageFromArray(finite_array(image))
-    clean.CopyInformation(image)
+    if np.issubdtype(sitk.GetArrayViewFromImage(image).dtype, np.integer):
+        clean = sitk.Cast(image, sitk.sitkFloat32)  # no NaN or Inf to replace
+    else:
+        clean = sitk.GetImageFromArray(finite_array(image))
+        clean.CopyInformation(image)
     factors = [max(1, int(sigma_mm // s)) for s in image.GetSpacing()]
     if max(factors) > 1:
         clean = sitk.BinShrink(clean, factors)
