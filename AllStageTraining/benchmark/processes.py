@@ -4,6 +4,7 @@ prints one ``RESULT <json>`` line, so its peak memory and thread count are its o
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -37,13 +38,18 @@ def gpu_peak_mb(device: str) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
 
 
-def run_child(kind: str, spec: dict, timeout: float) -> dict:
+def run_child(kind: str, spec: dict, timeout: float, huge_pages: bool = True) -> dict:
     """Run the child ``kind`` (see ``benchmark.__main__``) on ``spec`` in a fresh Python process; its result
-    with ``process_s`` (the whole process's seconds) added, or ``{"error": ...}``."""
+    with ``process_s`` (the whole process's seconds) added, or ``{"error": ...}``. ``huge_pages``: PyTorch's
+    allocator asks for transparent huge pages as in our commands (``runtime.use_huge_pages``); False runs the
+    child as a plain Python process would (PyTorch's default)."""
+    from ..runtime import HUGE_PAGES_ENV
+
     command = [sys.executable, "-m", "AllStageTraining.benchmark", kind, json.dumps(spec, default=str)]
+    env = {**os.environ, HUGE_PAGES_ENV: os.environ.get(HUGE_PAGES_ENV, "1") if huge_pages else "0"}
     started = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
