@@ -34,7 +34,8 @@ def _inference(report: dict) -> list[str]:
         if "error" in r:
             lines.append(f"| {name} | error: {r['error']} | | | | | | | | |")
             continue
-        lines.append(f"| {name} | {r.get('precision', '-')} | {_fmt(r.get('io_s'), '%.1f')} | "
+        times = (" (median of " + ", ".join(f"{t:.1f}" for t in r["io_s_runs"]) + ")") if r.get("io_s_runs") else ""
+        lines.append(f"| {name} | {r.get('precision', '-')} | {_fmt(r.get('io_s'), '%.1f')}{times} | "
                      f"{_fmt(r.get('ratio_to_segresnet'), '%.2f')} | "
                      f"{_fmt(r.get('ratio_to_segresnet_huge_pages'), '%.2f')} | {_fmt(r.get('model_s'), '%.1f')} | "
                      f"{_fmt(r.get('gflops'), '%.0f')} | {_fmt(r.get('gflop_per_s'), '%.0f')} | "

@@ -39,7 +39,7 @@ def dynamic_head(features: Tensor, params: HeadParams) -> Tensor:
         out_channels, in_channels = weight.shape[1:]
         x = F.conv3d(x, weight.reshape(batch * out_channels, in_channels, 1, 1, 1), bias.reshape(-1), groups=batch)
         if i < len(params) - 1:
-            x = F.leaky_relu(x, HEAD_SLOPE)
+            x = F.leaky_relu(x, HEAD_SLOPE, inplace=True)  # on the fresh conv output; no copy
     return x.reshape(batch, -1, *spatial)
 
 
@@ -52,7 +52,7 @@ class StaticHead(nn.Sequential):
         for i, (out_channels, in_channels) in enumerate(shapes):
             layers.append(nn.Conv3d(in_channels, out_channels, 1))
             if i < len(shapes) - 1:
-                layers.append(nn.LeakyReLU(HEAD_SLOPE))
+                layers.append(nn.LeakyReLU(HEAD_SLOPE, inplace=True))
         super().__init__(*layers)
 
 
