@@ -60,8 +60,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: torch's choice)")
     parser.add_argument("--postprocess-et", action="store_true", help="BraTS post-processing: small ET volumes become NCR")
     parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
-                        help="auto (default): bfloat16 autocast where the CPU/GPU computes it natively, float32 "
-                             "elsewhere; the choice is logged (see `benchmark` for speed and label agreement)")
+                        help="auto (default): bfloat16 autocast where the CPU/GPU computes it natively and T1ce is "
+                             "given, float32 otherwise; float32 or bfloat16 force it; the choice is logged (see "
+                             "`benchmark` for speed and label agreement)")
 
 
 def _say(line: str) -> None:
