@@ -88,7 +88,8 @@ def use_huge_pages() -> None:
     os.environ.setdefault(HUGE_PAGES_ENV, "1")
 
 
-#: What ``--precision`` accepts: ``auto`` picks bfloat16 where the device computes it natively, else float32.
+#: What ``--precision`` accepts: ``auto`` picks bfloat16 where the device computes it natively, else float32 (at
+#: inference only for sets with T1ce: ``inference.predictor.BFLOAT16_NEEDS``).
 PRECISION_CHOICES: tuple[str, ...] = ("auto", "float32", "bfloat16")
 #: CPU flags (Linux ``/proc/cpuinfo``) that mean native bfloat16 arithmetic: AVX512-BF16, AMX-BF16.
 _NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")

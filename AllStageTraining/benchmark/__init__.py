@@ -8,16 +8,20 @@ What ``run_benchmark`` measures (module ``run``), on one synthetic 240x240x155 c
 - ``inference``: our ``Predictor`` from the NIfTI files to written outputs, with the ``paper`` architecture and
   random weights (or ``timed_bundle``), for the full set (no MAE pass) and FLAIR + T1ce (T1 and T2 synthesized),
   one pass over the brain crop, at the default precision (``auto``: bfloat16 where the device computes it
-  natively, ``runtime.resolve_precision``); without ``quick`` also in the other precision (float32, or
+  natively, ``runtime.resolve_precision``; both runs include T1ce); without ``quick`` also in the other precision (float32, or
   bfloat16 where the default is float32), without channels-last, and with the ``paper`` preset's sliding
   window. The reference is what a user would otherwise pick, MONAI's BraTS tutorial:
   ``SegResNet(blocks_down=[1,2,2,4], blocks_up=[1,1,1], init_filters=16, in_channels=4, out_channels=3)``
   (random weights), channel-wise nonzero z-score, ``sliding_window_inference(roi_size=(240,240,160),
-  sw_batch_size=1, overlap=0.5)``, sigmoid > 0.5, float32 on the CPU; ratios are times in the same run;
+  sw_batch_size=1, overlap=0.5)``, sigmoid > 0.5, float32 on the CPU, in a process with PyTorch's default
+  allocator as the tutorial runs, and (without ``quick``) again with the transparent huge pages our commands
+  use; ratios are times in the same run, against both. The reference and the two default runs run
+  ``run.TARGET_REPEATS`` times each and the median run stands for them (the largest peak memory of the three);
 - ``predict_process``: a whole ``predict`` command as a user starts it, split into start, model loading,
   reading, checks, preprocessing, networks, mapping back, writing and exit, with its imports;
 - ``agreement`` (with a trained ``bundle``): bfloat16 against float32 for the 15 scenarios of a case, Dice of
-  the labels per region and the largest difference of the synthesized sequences;
+  the labels per region and the largest difference of the synthesized sequences, and the worst over the sets
+  that the default runs in bfloat16;
 - ``training``: optimizer steps per second of both stages (``training.step_rate``), ``cpu`` preset at 64^3 and
   48^3 in float32 and bfloat16 on the CPU, against issue 14's baseline.
 

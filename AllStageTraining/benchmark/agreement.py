@@ -1,14 +1,15 @@
 """How far bfloat16 inference moves the outputs from float32: on trained weights, for every scenario of a case.
 
-For each of the 15 scenarios (all four sequences first), the case's given sequences go through two
-``Predictor``s of the same bundle, one in float32 and one in bfloat16, exactly as ``predict`` runs them. Per
-scenario: the Dice of the bfloat16 labels against the float32 ones for WT, TC and ET (1.0 = identical; a
-region empty in both counts 1.0, so ``voxels`` says how many voxels each region holds in float32), and for the
-sequences the MAE synthesized the largest and the mean absolute difference in z-score units (the written
-volumes are ``RECON_SCALE * z + RECON_OFFSET`` inside the brain and 0 outside; the mean is over the voxels
-where either is non-zero). ``worst`` holds the lowest Dice and the largest difference over the scenarios, ``worst_default`` the same over
-the scenarios that the default precision (``auto``) runs in bfloat16 (it runs the others in float32, see
-``inference.predictor.BFLOAT16_NEEDS``); each row's ``default`` says which.
+For each of the 15 scenarios (all four sequences first), the case's given sequences go through two ``Predictor``s
+of the same bundle, one in float32 and one in bfloat16, exactly as ``predict`` runs them. Per scenario: the Dice of
+the bfloat16 labels against the float32 ones for WT, TC and ET (1.0 = identical; a region empty in both counts 1.0,
+so ``voxels`` says how many voxels each region holds in float32), and for the sequences the MAE synthesized the
+largest and the mean absolute difference in z-score units (the written volumes are ``RECON_SCALE * z +
+RECON_OFFSET`` inside the brain and 0 outside; the mean is over the voxels where either is non-zero). ``worst``
+holds the lowest Dice and the largest difference over the scenarios, ``worst_default`` the same over the scenarios
+that the default precision (``auto``) runs in bfloat16 (it runs the others in float32, see
+``inference.predictor.BFLOAT16_NEEDS``; None where it runs none, e.g. without native bfloat16); each row's
+``default`` says which.
 """
 
 from __future__ import annotations
@@ -96,4 +97,4 @@ def child_agreement(spec: dict) -> dict:
                                 "default": scenario_precision("auto", native, scenario)}
     by_default = {short: row for short, row in rows.items() if row["default"] == "bfloat16"}
     return {"precisions": list(PRECISIONS), "scenarios": rows, "full_set": rows.get(FULL_SCENARIO.short),
-            "worst": worst(rows), "worst_default": worst(by_default)}
+            "worst": worst(rows), "worst_default": worst(by_default) if by_default else None}

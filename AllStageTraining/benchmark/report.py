@@ -77,7 +77,7 @@ def _agreement(report: dict) -> list[str]:
              "| scenario | WT | TC | ET | voxels WT/TC/ET | synthesized: largest | mean | default |",
              "|---|---:|---:|---:|---|---:|---:|---|"]
     rows = {**agreement["scenarios"], "worst": {**agreement["worst"], "voxels": None},
-            "worst where the default is bfloat16": {**agreement.get("worst_default", {}), "voxels": None}}
+            "worst where the default is bfloat16": {**(agreement.get("worst_default") or {}), "voxels": None}}
     for name, row in rows.items():
         if "WT" not in row:
             continue

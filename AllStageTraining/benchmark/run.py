@@ -38,7 +38,8 @@ def plan(quick: bool, default_precision: str) -> list[tuple[str, str, dict]]:
 
     repeat = 1 if quick else TARGET_REPEATS
     runs = [(REFERENCE, "segresnet", {"images": "full", "huge_pages": False, "repeat": repeat}),
-            (FULL, "ours", {"images": "full", "repeat": repeat}), (MISSING, "ours", {"images": "missing", "repeat": repeat})]
+            (FULL, "ours", {"images": "full", "repeat": repeat}),
+            (MISSING, "ours", {"images": "missing", "repeat": repeat})]
     if quick:
         return runs
     other = other_precision(default_precision)
@@ -84,12 +85,13 @@ def measure(runs, base: dict, inputs: dict[str, dict], out: Path, timeout: float
 
 def _median_run(results: list[dict]) -> dict:
     """The run with the median ``io_s`` of repeated runs (an error if any failed), with ``io_s_runs``: all
-    their times."""
+    their times, and ``peak_rss_mb``: the largest of their peaks."""
     failed = [r for r in results if "error" in r]
     if failed or len(results) == 1:
         return failed[0] if failed else results[0]
     ordered = sorted(results, key=lambda r: r["io_s"])
-    return {**ordered[len(ordered) // 2], "io_s_runs": [r["io_s"] for r in results]}
+    return {**ordered[len(ordered) // 2], "io_s_runs": [r["io_s"] for r in results],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results)}
 
 
 def step_rates(device: str, threads: int, quick: bool, timeout: float, say) -> dict[str, dict]:

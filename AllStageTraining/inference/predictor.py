@@ -19,10 +19,11 @@ Steps of ``Predictor.predict`` (one case):
    edge, the log warns that the extraction may have cut the tumour off.
 
 Networks run once over the whole padded brain crop when ``cfg.inference.window`` is None, else with MONAI's
-``sliding_window_inference`` (window clamped to the crop, ``cfg.inference.overlap``, Gaussian blending;
-each window gets its own MAE box). Everything runs under ``torch.inference_mode``; the networks compute under
-bfloat16 autocast where the device runs it natively (``precision="auto"``, ``runtime.resolve_precision``) or
-in float32; thresholds and the display scaling are applied in float32. Big tensors are freed as soon as used.
+``sliding_window_inference`` (window clamped to the crop, ``cfg.inference.overlap``, Gaussian blending; each window
+gets its own MAE box). Everything runs under ``torch.inference_mode``; the networks compute under bfloat16 autocast
+where the device runs it natively and T1ce is given (``precision="auto"``, ``runtime.resolve_precision``,
+``BFLOAT16_NEEDS``) or in float32; thresholds and the display scaling are applied in float32. Big tensors are freed
+as soon as used.
 
 Synthesized sequences are z-scores inside the brain; for display they are written as
 ``RECON_SCALE * z + RECON_OFFSET`` inside the brain (z in [-5, 5] -> [0, 1000], brain mean 500) and 0

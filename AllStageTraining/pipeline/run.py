@@ -242,7 +242,8 @@ def _evaluate(cfg: RunConfig, split: dict, run: RunFolder, device, scenarios: tu
     predictor = Predictor.from_run(run.root, device=device)
     say(f"[{cfg.method}] evaluation: {len(split[subset])} {SUBSET_NAMES[subset]} case(s) x {len(scenarios)} "
         f"scenario(s) on {predictor.device}")
-    run.record_runtime("eval" if subset == "test" else f"eval-{subset}", describe(predictor.device, predictor.precision_policy()))
+    run.record_runtime("eval" if subset == "test" else f"eval-{subset}",
+                       describe(predictor.device, predictor.precision_policy()))
     progress = None if sys.stderr.isatty() else plain_progress(say)
     table = evaluate_split(predictor, split, folder.root, subset=subset, method=cfg.method, scenarios=scenarios,
                            progress=progress)

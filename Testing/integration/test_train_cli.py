@@ -99,8 +99,11 @@ def test_tiny_train_end_to_end_then_continues_without_retraining(tmp_path, tiny_
     from AllStageTraining.runtime import resolve_precision
 
     expected = resolve_precision("auto", torch.device("cpu"))  # bfloat16 where the CPU runs it natively
-    assert runtime["eval"]["precision"] == expected
-    assert {runtime[s]["precision"] for s in ("mae", "seg")} == {expected if expected == "float32" else f"{expected} autocast"}
+    # evaluation under auto: bfloat16 for the sets with T1ce where the CPU runs it natively, float32 for the rest
+    with_t1ce = f"{expected} with T1ce, float32 without"
+    assert runtime["eval"]["precision"] == (expected if expected == "float32" else with_t1ce)
+    training = expected if expected == "float32" else f"{expected} autocast"
+    assert {runtime[s]["precision"] for s in ("mae", "seg")} == {training}
     assert (run / "split.json").read_bytes() == tiny_split.read_bytes()
 
     again = _train(tiny_split, run, text_cache)

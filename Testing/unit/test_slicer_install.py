@@ -25,9 +25,13 @@ SAMPLE = ROOT / "Resources" / "SampleData"
 DEMO_BUNDLE = ROOT / "Resources" / "Models" / "demo_bundle.zip"
 
 #: Runs the launcher script as PythonSlicer would (``python <script> predict ...``), then prints, as JSON on
-#: the last stderr line, the file of every AllStageTraining module that was imported and the exit code.
+#: the last stderr line, the file of every AllStageTraining module that was imported and the exit code (predict's
+#: closing ``os._exit`` becomes a SystemExit here, so that the probe outlives it).
 PROBE = """
-import json, runpy, sys
+import json, os, runpy, sys
+def _exit(code):  # predict ends with os._exit; here it must come back to report
+    raise SystemExit(code)
+os._exit = _exit
 launcher, args = sys.argv[1], sys.argv[2:]
 sys.argv = [launcher, *args]
 code = 0
