@@ -21,7 +21,7 @@ FULL, MISSING = "ours full set", "ours FLAIR+T1ce (T1, T2 missing)"
 #: commands ask for (``runtime.use_huge_pages``), which speed it up too: the ratios are given against both.
 REFERENCE, REFERENCE_HUGE = "segresnet", "segresnet, huge pages as our commands use"
 #: The runs the time targets compare run this many times each (fresh processes), and the one with the median
-#: time stands for them: single runs of the same command varied by 10-15% on the two-core machine.
+#: time stands for them: single runs of the same command varied by 10-30% on the two-core machine.
 TARGET_REPEATS = 3
 
 

@@ -72,10 +72,10 @@ def _fmt(values, digits: int = 2) -> str:
 
 def finite_array(image: sitk.Image) -> np.ndarray:
     """float32 copy of the voxels, NaN and +-Inf replaced by 0."""
-    array = sitk.GetArrayViewFromImage(image)
-    if np.issubdtype(array.dtype, np.integer):  # nothing to replace: one pass
-        return array.astype(np.float32)
-    array = array.astype(np.float32)  # a copy, also of float32 voxels: the view is the image's own memory
+    view = sitk.GetArrayViewFromImage(image)
+    array = view.astype(np.float32)  # a copy, also of float32 voxels: the view is the image's own memory
+    if np.issubdtype(view.dtype, np.integer):  # nothing to replace
+        return array
     return np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
 
 
