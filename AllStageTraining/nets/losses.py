@@ -93,14 +93,16 @@ def segmentation_loss(logits: Tensor, deep: list[Tensor], target_regions: Tensor
     return total / sum(weights[: len(outputs)])
 
 
-def logit_distillation(student_logits: Tensor, teacher_logits: Tensor, kind: str = "mse", temperature: float = 2.0) -> Tensor:
+def logit_distillation(student_logits: Tensor, teacher_logits: Tensor, kind: str = "mse",
+                      temperature: float = 2.0) -> Tensor:
     """Student <- teacher on the region logits (B, 3, ...); the teacher is detached here.
 
     "mse": mean squared difference of the sigmoid probabilities. "kl": per-voxel, per-region binary KL
     divergence KL(teacher || student) of the tempered probabilities sigmoid(logit / T), averaged and
     multiplied by T^2 (so its gradient scale does not shrink with T, as in Hinton et al.).
+    Computed in float32 also under autocast: in bfloat16 the KL of nearly equal views came out negative.
     """
-    teacher_logits = teacher_logits.detach()
+    student_logits, teacher_logits = student_logits.float(), teacher_logits.detach().float()
     if kind == "mse":
         return F.mse_loss(torch.sigmoid(student_logits), torch.sigmoid(teacher_logits))
     if kind == "kl":

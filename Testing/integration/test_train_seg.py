@@ -157,3 +157,37 @@ def test_the_frozen_mae_is_outside_the_trained_module_and_does_not_change():
         step(_batch(AVAILABLE), step_generator(0, k))
     assert all(torch.equal(v, mae_before[k]) for k, v in objective.frozen_mae.state_dict().items())
     assert any(not torch.equal(v, seg_before[k]) for k, v in objective.segmenter.state_dict().items())
+
+
+def test_term_gradient_norms_scale_with_the_term_and_skip_the_total():
+    from AllStageTraining.training.gradient_shares import term_gradient_norms
+
+    objective = _objective("ours")
+    batch = _batch(AVAILABLE)
+    terms = objective(batch, step_generator(0, 0))
+    params = [p for p in objective.parameters() if p.requires_grad]
+    norms = term_gradient_norms({**terms, "tripled": 3 * terms["seg_student"]}, params)
+    assert set(norms) == {"seg_teacher", "seg_student", "logit_distill", "feat_distill", "tripled"}
+    assert all(n > 0 for n in norms.values())
+    assert norms["tripled"] == pytest.approx(3 * norms["seg_student"], rel=1e-5)
+    terms["loss"].backward()  # the graph was kept for the training step
+    assert all(p.grad is not None for p in params)
+
+
+def test_gradient_shares_of_a_run_folder(tiny_run, tiny_split, tmp_path, capsys):
+    import shutil
+
+    from AllStageTraining.config import RunConfig
+    from AllStageTraining.training import gradient_shares
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    shutil.copyfile(tiny_split, run / "split.json")
+    assert gradient_shares.main([str(run), "--batches", "1", "--threads", "1"]) == 0
+    printed = {line.split()[0]: [float(v) for v in line.split()[1:]]
+               for line in capsys.readouterr().out.splitlines()[1:]}
+    kind = RunConfig.load(run / "config.json").seg.distill_kind
+    assert set(printed) == {"seg_teacher", "seg_student", "logit_distill", "feat_distill",
+                            "logit_distill_mse", "logit_distill_kl"}
+    assert printed["logit_distill"] == pytest.approx(printed[f"logit_distill_{kind}"], rel=1e-4)
+    assert all(value >= 0 and norm > 0 for value, norm in printed.values())

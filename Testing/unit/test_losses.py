@@ -129,6 +129,19 @@ def test_logit_distillation_detaches_teacher(kind):
         logit_distillation(student, teacher, "l1", 2.0)
 
 
+@pytest.mark.parametrize("kind", ["mse", "kl"])
+def test_logit_distillation_is_float32_under_bfloat16_autocast(kind):
+    # bfloat16 logits of nearly equal views: in bfloat16 arithmetic the KL came out negative during training
+    torch.manual_seed(1)
+    teacher = (torch.randn(2, 3, 16, 16, 16) * 4).bfloat16()
+    student = (teacher.float() + 0.05 * torch.randn(teacher.shape)).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = logit_distillation(student, teacher, kind, 2.0)
+    exact = logit_distillation(student.double(), teacher.double(), kind, 2.0)
+    assert loss.dtype == torch.float32 and loss > 0
+    assert loss.item() == pytest.approx(exact.item(), rel=1e-4)
+
+
 def test_feature_distillation_detaches_teacher():
     student = torch.randn(2, 8, 2, 2, 2, requires_grad=True)
     teacher = torch.randn(2, 8, 2, 2, 2, requires_grad=True)
