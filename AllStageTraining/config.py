@@ -115,9 +115,15 @@ class OptimConfig:
 CADENCE_FIELDS: tuple[str, ...] = ("val_every", "ckpt_every", "log_every")
 
 
+#: ``inference.window`` value meaning "sliding windows of the training crop size".
+CROP_WINDOW = "crop"
+
+
 @dataclass
 class InferenceConfig:
-    window: tuple[int, int, int] | None = None  # None: one pass over the whole brain crop
+    # None: one pass over the whole brain crop; (d, h, w): sliding windows of that size; "crop": sliding windows
+    # of the training crop (``data.crop_size``; ``RunConfig.inference_window``)
+    window: tuple[int, int, int] | str | None = None
     overlap: float = 0.0
     threshold: float = 0.5
     postprocess_et: bool = False
@@ -171,6 +177,14 @@ class RunConfig:
             _assign(data, dotted, value)
         return _checked_build(data)
 
+    def inference_window(self) -> tuple[int, int, int] | None:
+        """The sliding-window size inference uses (voxels), or None for one pass: ``inference.window`` with
+        "crop" resolved to the training crop ``data.crop_size``."""
+        window = self.inference.window
+        if window == CROP_WINDOW:
+            return tuple(int(s) for s in self.data.crop_size)
+        return tuple(int(s) for s in window) if window else None
+
     def validate(self) -> None:
         """Raise ConfigError unless the configuration can train and run: a known method, crop and window sizes
         that are positive multiples of ``net.size_divisor``, at least one step and sample per trained stage."""
@@ -181,7 +195,10 @@ class RunConfig:
         except ValueError as error:
             raise ConfigError(str(error)) from None
         divisor = self.net.size_divisor
-        sizes = {"data.crop_size": self.data.crop_size, "inference.window": self.inference.window or ()}
+        if isinstance(self.inference.window, str) and self.inference.window != CROP_WINDOW:
+            raise ConfigError(f"inference.window must be null, three sizes or {CROP_WINDOW!r}, "
+                              f"not {self.inference.window!r}")
+        sizes = {"data.crop_size": self.data.crop_size, "inference.window": self.inference_window() or ()}
         for name, size in sizes.items():
             if any(int(s) < divisor or int(s) % divisor for s in size):
                 raise ConfigError(f"{name} {tuple(size)}: every size must be a positive multiple of {divisor} "
@@ -353,6 +370,9 @@ def preset(name: str) -> RunConfig:
     if name == "cpu":
         cfg = RunConfig(preset="cpu")
         cfg.data = DataConfig(crop_size=(64, 64, 64))
+        # windows of the training crop: +12 (ours) and +4 (zero-fill) Dice points over one whole-brain pass on
+        # the science check's validation cases (issue 10; README, "Inference in windows of the training crop")
+        cfg.inference = InferenceConfig(window=CROP_WINDOW, overlap=0.25)
         cfg.net = NetConfig(width=8, levels=4, groups=4)
         cfg.mae = MAEConfig(patch_size=8, fill_grid=(12, 12, 12))
         cfg.seg.head_channels = 8

@@ -31,8 +31,8 @@ FIELDS = ("case_id", "given", "prompt", *REGIONS)
 def case_prompt_table(predictor, case, scenarios: Iterable = SCENARIOS) -> list[dict]:
     """Rows ``{case_id, given, prompt, WT, TC, ET}`` for one preprocessed case with all four sequences and a label.
 
-    ``predictor``: an ``inference.Predictor`` (its networks, device, threshold and precision are used exactly as
-    ``predict`` uses them); ``case``: a ``data.preprocess.PreprocessedCase``.
+    ``predictor``: an ``inference.Predictor`` (its networks, device, threshold, precision and windows are used
+    exactly as ``predict`` uses them); ``case``: a ``data.preprocess.PreprocessedCase``.
     """
     from ..data.dataset import ValidationCases
     from ..data.labels import labels_from_regions
@@ -41,7 +41,7 @@ def case_prompt_table(predictor, case, scenarios: Iterable = SCENARIOS) -> list[
     item = ValidationCases([case], multiple=predictor.divisor)[0]
     device = predictor.device
     z, y, x = item["shape"].tolist()
-    image, box = item["image"][None].to(device), item["box"][None].to(device)
+    image = item["image"][None].to(device)
     brain = item["brain"][None].to(device)
     inside = brain[0, 0, :z, :y, :x] > 0
     truth = torch.from_numpy(np.asarray(case.label)).to(device)
@@ -49,17 +49,19 @@ def case_prompt_table(predictor, case, scenarios: Iterable = SCENARIOS) -> list[
     rows = []
     for given in scenarios:
         available = torch.tensor([given.mask], dtype=torch.bool, device=device)
-        inputs = image * available[:, :, None, None, None]
-        with predictor.autocast(given):
-            if given.missing and predictor.mae is not None:
-                inputs = predictor.mae.complete(inputs, available, box, brain).float()
-            for prompt in scenarios:
-                index = torch.tensor([prompt.index], device=device)
-                logits = predictor.segmenter(inputs, index)["logits"][0, :, :z, :y, :x].float()
-                labels = labels_from_regions(logits, threshold)
-                labels[~inside] = 0
-                rows.append({"case_id": case.case_id, "given": given.short, "prompt": prompt.short,
-                             **region_dice(labels, truth)})
+        visible = available[:, :, None, None, None]
+        inputs = image * visible
+        if given.missing and predictor.mae is not None:
+            recon = predictor.run_network(lambda v, b: predictor.mae(v, visible, b), inputs, (z, y, x), given)
+            inputs = predictor.mae.merge(inputs, recon, available, brain)
+        for prompt in scenarios:
+            index = torch.tensor([prompt.index], device=device)
+            logits = predictor.run_network(lambda v, b: predictor.segmenter(v, index)["logits"], inputs, (z, y, x),
+                                           given)[0, :, :z, :y, :x]
+            labels = labels_from_regions(logits, threshold)
+            labels[~inside] = 0
+            rows.append({"case_id": case.case_id, "given": given.short, "prompt": prompt.short,
+                         **region_dice(labels, truth)})
     return rows
 
 

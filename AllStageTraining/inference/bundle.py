@@ -148,7 +148,7 @@ def bundle_metadata(
             "pad_multiple": cfg.net.size_divisor,
         },
         "inference": {
-            "window": list(inference.window) if inference.window else None,
+            "window": list(cfg.inference_window()) if cfg.inference_window() else None,
             "overlap": inference.overlap,
             "threshold": inference.threshold,
             "postprocess_et": inference.postprocess_et,

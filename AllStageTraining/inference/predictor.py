@@ -19,11 +19,11 @@ Steps of ``Predictor.predict`` (one case):
    edge, the log warns that the extraction may have cut the tumour off.
 
 Networks run once over the whole padded brain crop when ``cfg.inference.window`` is None, else with MONAI's
-``sliding_window_inference`` (window clamped to the crop, ``cfg.inference.overlap``, Gaussian blending; each window
-gets its own MAE box). Everything runs under ``torch.inference_mode``; the networks compute under bfloat16 autocast
-where the device runs it natively and T1ce is given (``precision="auto"``, ``runtime.resolve_precision``,
-``BFLOAT16_NEEDS``) or in float32; thresholds and the display scaling are applied in float32. Big tensors are freed
-as soon as used.
+``sliding_window_inference`` (window: the given size, or the training crop for "crop"; clamped to the crop;
+``cfg.inference.overlap``, Gaussian blending; each window gets its own MAE box). Everything runs under
+``torch.inference_mode``; the networks compute under bfloat16 autocast where the device runs it natively and
+T1ce is given (``precision="auto"``, ``runtime.resolve_precision``, ``BFLOAT16_NEEDS``) or in float32;
+thresholds and the display scaling are applied in float32. Big tensors are freed as soon as used.
 
 Synthesized sequences are z-scores inside the brain; for display they are written as
 ``RECON_SCALE * z + RECON_OFFSET`` inside the brain (z in [-5, 5] -> [0, 1000], brain mean 500) and 0
@@ -280,13 +280,13 @@ class Predictor:
         float32; ``precision_for``)."""
         return autocast(self.device, self.precision_for(scenario))
 
-    def _run_network(self, fn, x: torch.Tensor, crop_shape: tuple[int, ...], scenario: Scenario) -> torch.Tensor:
+    def run_network(self, fn, x: torch.Tensor, crop_shape: tuple[int, ...], scenario: Scenario) -> torch.Tensor:
         """``fn(window (1, C, d, h, w), box (1, 3, 2)) -> (1, C', d, h, w)`` over the padded crop ``x``, under the
-        autocast of ``scenario``: in one pass (``cfg.inference.window`` None) or by MONAI's sliding window.
+        autocast of ``scenario``: in one pass (``cfg.inference_window()`` None) or by MONAI's sliding window.
         Returns float32."""
         from ..data.dataset import normalized_box
 
-        window = self.cfg.inference.window
+        window = self.cfg.inference_window()
         padded = tuple(x.shape[2:])
         if window is None or all(w >= p for w, p in zip(window, padded)):
             box = torch.from_numpy(normalized_box((0, 0, 0), padded, crop_shape))[None].to(self.device)
@@ -398,7 +398,7 @@ class Predictor:
             report(0.3, "reconstructing " + ", ".join(MODALITY_DISPLAY[m] for m in scenario.missing))
             available = torch.tensor([scenario.mask], dtype=torch.bool, device=self.device)
             visible = available[:, :, None, None, None]
-            recon = self._run_network(lambda v, box: self.mae(v, visible, box), x, crop_shape, scenario)
+            recon = self.run_network(lambda v, box: self.mae(v, visible, box), x, crop_shape, scenario)
             x = self.mae.merge(x, recon, available, self._padded_brain(case, x.shape[2:]))
             del recon
             synthesized = self._synthesized(x, case, scenario, crop)
@@ -410,7 +410,7 @@ class Predictor:
         report(0.55, "segmenting")
         padded = tuple(x.shape[2:])
         index = torch.tensor([scenario.index], device=self.device)
-        logits = self._run_network(lambda v, box: self.segmenter(v, index)["logits"], x, crop_shape, scenario)
+        logits = self.run_network(lambda v, box: self.segmenter(v, index)["logits"], x, crop_shape, scenario)
         del x
         labels = labels_from_regions(logits[crop], _logit(self.cfg.inference.threshold)).cpu().numpy()
         del logits

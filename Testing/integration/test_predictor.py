@@ -136,6 +136,20 @@ def test_sliding_window_covers_the_crop(tiny_bundle, head):
                           sitk.GetArrayFromImage(big.predict(images).labels))
 
 
+def test_crop_window_is_the_training_crop(tiny_bundle, head):
+    # "crop": sliding windows of data.crop_size, exactly as if that size had been given
+    by_name, by_size = Predictor.from_bundle(tiny_bundle, "cpu"), Predictor.from_bundle(tiny_bundle, "cpu")
+    by_name.cfg.data.crop_size = (16, 16, 16)
+    by_name.cfg.inference.window, by_size.cfg.inference.window = "crop", (16, 16, 16)
+    by_name.cfg.inference.overlap = by_size.cfg.inference.overlap = 0.25
+    images = {"flair": head["flair"], "t2": head["t2"]}
+    a, b = by_name.predict(images), by_size.predict(images)
+    assert np.array_equal(sitk.GetArrayFromImage(a.labels), sitk.GetArrayFromImage(b.labels))
+    one_pass = Predictor.from_bundle(tiny_bundle, "cpu").predict(images)
+    assert not np.array_equal(sitk.GetArrayFromImage(one_pass.reconstructions["t1"]),
+                              sitk.GetArrayFromImage(a.reconstructions["t1"]))
+
+
 def test_bad_inputs_raise_input_error(predictor, head, tmp_path):
     with pytest.raises(InputError, match="no sequence given"):
         predictor.predict({m: None for m in MODALITIES})

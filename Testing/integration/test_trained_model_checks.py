@@ -50,8 +50,11 @@ def test_the_prompt_changes_the_output_of_a_trained_model(trained):
     assert len(rows) == 4 and {r["prompt"] for r in rows} == {"FC12", "F"}
 
 
-def test_prompt_table_matched_cells_equal_what_predict_gives(trained, tmp_path):
+@pytest.mark.parametrize("window", [None, "crop"])
+def test_prompt_table_matched_cells_equal_what_predict_gives(trained, tmp_path, window, monkeypatch):
     predictor, files, case = trained
+    monkeypatch.setattr(predictor.cfg.inference, "window", window)  # "crop": 32^3 windows over a 32x40x32 crop
+    monkeypatch.setattr(predictor.cfg.inference, "overlap", 0.25)
     chosen = [scenario_by_short(s) for s in ("FC12", "C2", "1")]
     rows = case_prompt_table(predictor, case, chosen)
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(files.label)))

@@ -65,6 +65,18 @@ def test_the_size_divisor_follows_the_levels_and_validation_uses_it():
         cfg.with_fields({"method": "unet"}).validate()
 
 
+def test_crop_window_follows_the_training_crop():
+    cfg = preset("tiny")
+    assert cfg.inference_window() is None
+    cropped = cfg.with_fields({"inference.window": "crop", "data.crop_size": [48, 48, 40]})
+    cropped.validate()
+    assert cropped.inference_window() == (48, 48, 40)
+    assert cfg.with_fields({"inference.window": [64, 64, 64]}).inference_window() == (64, 64, 64)
+    assert RunConfig.from_dict(cropped.to_dict()).inference.window == "crop"
+    with pytest.raises(ConfigError, match="inference.window must be"):
+        cfg.with_fields({"inference.window": "whole"}).validate()
+
+
 def test_the_fingerprint_ignores_what_may_change_on_resume():
     cfg = preset("tiny")
     relaxed = cfg.with_fields({"data.num_workers": 4, "data.cache_dir": "/tmp/c", "seg.text.cache_dir": "/tmp/t",
