@@ -58,7 +58,8 @@ class DemoSize:
 
 
 #: Sizes that fit the time budgets on two CPU cores (full: 15 minutes; quick: 3 minutes). Measured on the
-#: 2-core development machine: full about 9 minutes (8.5 with windowed evaluation), quick about 2 minutes (README, "The demo and its report").
+#: 2-core development machine: full about 9 minutes (8.5 with windowed evaluation), quick about 2 minutes
+#: (README, "The demo and its report").
 SIZES: dict[str, DemoSize] = {
     "full": DemoSize(n_cases=20, n_val=1, n_test=4, crop=48, steps_mae=350, steps_seg=350),
     "quick": DemoSize(n_cases=6, n_val=0, n_test=1, crop=32, steps_mae=60, steps_seg=60),
