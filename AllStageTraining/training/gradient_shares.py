@@ -1,7 +1,7 @@
 """How much each stage-2 loss term pushes the segmenter: the gradient norm of every term, on training crops.
 
 A term whose gradient is a few percent of the segmentation terms' does little whatever its weight says; this
-is how issue 10 found the mean-squared co-distillation inert (about 5% of the segmentation gradient) where the
+is how issue 10 found the mean-squared co-distillation inert (3-4% of the student segmentation gradient) where the
 KL form is not. Usage, on a finished run folder (``layout.RunFolder``: config.json, split.json, mae/, seg/)::
 
     python -m AllStageTraining.training.gradient_shares RUN [--batches 8] [--threads 2]
