@@ -41,6 +41,6 @@ def _demo(args) -> int:
     device, cfg = setup(args, demo_fields(SIZES[mode], args.text_model, args.text_pretrained), preset="cpu")
     if args.print_config:
         return print_config({method: configure(cfg, method) for method in COMPARED})
-    changed = cfg if args.config is not None or args.overrides else None
-    settings = demo_settings(mode, args.text_model, args.text_pretrained, changed)
+    changed = args.config is not None or bool(args.overrides)
+    settings = demo_settings(mode, args.text_model, args.text_pretrained, cfg, changed)
     return run_demo(args.out, mode, cfg, settings, device=device, stop_after=args.stop_after)

@@ -66,6 +66,11 @@ SIZES: dict[str, DemoSize] = {
 }
 
 
+def demo_size(mode: str, cfg: RunConfig) -> DemoSize:
+    """The size of ``mode`` with the training steps ``cfg`` runs (--config or --set may change them)."""
+    return dataclasses.replace(SIZES[mode], steps_mae=cfg.optim_mae.steps, steps_seg=cfg.optim_seg.steps)
+
+
 def demo_fields(size: DemoSize, text_model: str, text_pretrained: str | None) -> dict[str, Any]:
     """The demo's own settings as dotted config fields over the ``cpu`` preset: crop, steps, cadence, text encoder."""
     fields: dict[str, Any] = {"seed": size.seed, "data.crop_size": [size.crop] * 3,
@@ -158,7 +163,7 @@ class Demo:
     """The demo's stages over one folder; ``plan()`` lists them, each a method returning its marker's result."""
 
     def __init__(self, folder: DemoFolder, mode: str, cfg: RunConfig, settings: dict, device, log: StageLog):
-        self.folder, self.mode, self.size = folder, mode, SIZES[mode]
+        self.folder, self.mode, self.size = folder, mode, demo_size(mode, cfg)
         self.cfg, self.settings, self.device, self.log = cfg, settings, device, log
 
     def plan(self) -> list[tuple[str, str, Callable[[], dict]]]:
@@ -205,12 +210,7 @@ class Demo:
     def export(self) -> dict:
         from ..inference.bundle import SYNTHETIC_NOTE, export_bundle
 
-        size = self.size
-        note = (f"{SYNTHETIC_NOTE} Demo model ({self.mode} demo: {size.n_cases} synthetic 2 mm cases, "
-                f"{size.steps_mae}+{size.steps_seg} CPU training steps): it shows the pipeline working, it is not "
-                "a useful segmenter of real scans.")
-        if self.settings["text_pretrained"] is None:
-            note += " Its scenario prompts were embedded by an UNTRAINED text encoder."
+        note = bundle_note(SYNTHETIC_NOTE, self.mode, self.size, self.settings["text_pretrained"])
         export_bundle(self.folder.run(COMPARED[0]).root, self.folder.bundle, {"note": note, "provenance": {
             "produced_by": "python -m AllStageTraining demo", "demo_settings": self.settings}})
         return {"bundle": self.folder.bundle.name, "bytes": self.folder.bundle.stat().st_size}
@@ -222,11 +222,22 @@ class Demo:
         return {"markdown": str(md.relative_to(self.folder.root)), "html": str(html.relative_to(self.folder.root))}
 
 
-def demo_settings(mode: str, text_model: str, text_pretrained: str | None, cfg: RunConfig | None = None) -> dict:
-    """What makes two demos the same (recorded in ``demo.json``); ``cfg`` when --config or --set changed it."""
-    settings = {"mode": mode, **dataclasses.asdict(SIZES[mode]), "missing_ratio": MISSING_RATIO,
+def bundle_note(synthetic_note: str, mode: str, size: DemoSize, text_pretrained: str | None) -> str:
+    """The exported bundle's ``note``: synthetic data, the demo's size as it ran, the text encoder's state."""
+    note = (f"{synthetic_note} Demo model ({mode} demo: {size.n_cases} synthetic 2 mm cases, "
+            f"{size.steps_mae}+{size.steps_seg} CPU training steps): it shows the pipeline working, it is not "
+            "a useful segmenter of real scans.")
+    if text_pretrained is None:
+        note += " Its scenario prompts were embedded by an UNTRAINED text encoder."
+    return note
+
+
+def demo_settings(mode: str, text_model: str, text_pretrained: str | None, cfg: RunConfig, changed: bool) -> dict:
+    """What makes two demos the same (recorded in ``demo.json``): the size as ``cfg`` runs it and, when --config
+    or --set ``changed`` the configuration, all of it."""
+    settings = {"mode": mode, **dataclasses.asdict(demo_size(mode, cfg)), "missing_ratio": MISSING_RATIO,
                 "text_model": text_model, "text_pretrained": text_pretrained}
-    if cfg is not None:
+    if changed:
         settings["config"] = cfg.fingerprint()
     return settings
 
@@ -236,7 +247,7 @@ def run_demo(out: str | Path, mode: str, cfg: RunConfig, settings: dict, *, devi
     folder = DemoFolder(Path(out).resolve())
     folder.root.mkdir(parents=True, exist_ok=True)
     record_settings(folder, settings)
-    log, size, start = StageLog(folder), SIZES[mode], time.perf_counter()
+    log, size, start = StageLog(folder), demo_size(mode, cfg), time.perf_counter()
     try:
         log.line(f"AllStageSeg demo ({mode}) in {folder.root}: {size.n_cases} synthetic cases, training missing "
                  f"ratio {MISSING_RATIO}, {size.steps_mae} MAE + {size.steps_seg} segmenter steps on {size.crop}^3 "
