@@ -7,6 +7,11 @@ label. Truth: a folder of label files, with or without the images beside them: `
 the folder, or the file's stem for files directly in TRUTH); cases without a label are not scored. Any
 method's predictions can be scored this way. Writes ``table.csv`` (per case), ``table_summary.csv``,
 ``table.md``, ``summary.json`` and ``heatmap.png`` into ``--out`` and prints the Markdown table.
+
+``--bundle B --split S`` scores a model bundle instead: it segments every case of the split's ``--subset``
+in each scenario as ``predict`` would (the bundle's windows and precision), keeps the predictions in
+``OUT/pred`` (a rerun scores those already written) and writes the same tables; ``--prompt-table-cases N``
+adds the prompt-sensitivity table of the first N cases with the real-vs-synthesized check (``prompts.*``).
 Exit codes (``exit_codes``): 0 scored, 2 bad input (no truth, no prediction at all, geometry mismatch, bad
 label values), 1 anything unexpected.
 """
@@ -18,7 +23,7 @@ from pathlib import Path
 
 from AllStageTraining.exit_codes import run_command
 
-HELP = "score predictions laid out per case and scenario against ground truth (15 x 3 table)"
+HELP = "score predictions, or a model bundle on a split, per case and scenario against ground truth (15 x 3 table)"
 
 PREDICTION_EXTENSIONS: tuple[str, ...] = (".nii.gz", ".nii")
 #: Largest origin/spacing difference (mm) and direction-cosine difference tolerated between prediction and truth.
@@ -34,9 +39,9 @@ def add_arguments(parser) -> None:
     from AllStageTraining.constants import ET_POSTPROCESS_MIN_MM3
     from AllStageTraining.evaluation.metrics import HD95_CAP_MM
 
-    parser.add_argument("--pred", required=True, type=Path,
+    parser.add_argument("--pred", type=Path,
                         help="predictions folder: PRED/<case_id>/<scenario short>.nii.gz, e.g. PRED/case_001/FC12.nii.gz")
-    parser.add_argument("--truth", required=True, type=Path,
+    parser.add_argument("--truth", type=Path,
                         help="ground-truth folder: label files in any BraTS layout (TRUTH/<case>_seg.nii.gz or "
                              "TRUTH/<case>/<case>_seg.nii.gz; the images need not be there)")
     parser.add_argument("--out", required=True, type=Path,
@@ -51,6 +56,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scenarios", default=None, metavar="LIST",
                         help="comma-separated scenario short names to expect (default: all 15, e.g. 2,C,...,FC12)")
     parser.add_argument("--method", default=None, help="name of the method in the table and summary (default: the --pred folder name)")
+    parser.add_argument("--bundle", type=Path, help="score this model bundle instead of --pred/--truth: it segments "
+                        "the cases of --split's --subset in every scenario (predictions kept in OUT/pred)")
+    parser.add_argument("--split", type=Path, help="with --bundle: the split file (prepare) whose cases are scored")
+    parser.add_argument("--subset", choices=("test", "val"), default="test",
+                        help="with --bundle: the split's cases to score (default test; val to choose settings)")
+    parser.add_argument("--prompt-table-cases", type=int, default=0, metavar="N",
+                        help="with --bundle: also the prompt-sensitivity table and the real-vs-synthesized check "
+                             "on the first N cases (default 0: none)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="with --bundle: where it runs (default: cuda when available)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help="with --bundle: CPU threads")
     parser.add_argument("--lesion-wise", action="store_true",
                         help="also the official BraTS lesion-wise Dice and HD95 (brats-evaluation on panoptica; "
                              'pip install ".[brats]"): lesion_wise.csv and their means in summary.json')
@@ -260,6 +276,32 @@ def _lesion_summary(rows: list[dict]) -> dict:
                         for key in ("lesion_dice", "lesion_hd95")} for region in REGIONS}}
 
 
+def _evaluate_bundle(args, scenarios) -> int:
+    """``--bundle``: segment and score the split's subset (``evaluation.scenario_eval``), as an experiment cell
+    does; the prompt-sensitivity table too with ``--prompt-table-cases``."""
+    import json
+
+    from AllStageTraining.evaluation.scenario_eval import evaluate_prompts, evaluate_split
+    from AllStageTraining.exit_codes import UsageError
+    from AllStageTraining.inference.predictor import Predictor
+    from AllStageTraining.runtime import resolve_device, set_threads
+
+    if args.split is None or args.pred is not None or args.truth is not None or args.lesion_wise:
+        raise UsageError("--bundle needs --split and goes without --pred, --truth and --lesion-wise")
+    set_threads(args.threads)
+    predictor = Predictor.from_bundle(args.bundle, resolve_device(args.device))
+    split = json.loads(args.split.read_text())
+    table = evaluate_split(predictor, split, args.out, subset=args.subset, scenarios=scenarios,
+                           postprocess=args.postprocess_et, method=args.method or args.bundle.stem)
+    print(table.to_markdown())
+    if args.prompt_table_cases > 0:
+        summary = evaluate_prompts(predictor, split, args.out, subset=args.subset, n_cases=args.prompt_table_cases,
+                                   scenarios=scenarios, log=lambda line: print(line, file=sys.stderr, flush=True))
+        print(json.dumps({"real_vs_synthesized": summary.get("real_vs_synthesized")}, indent=1))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def _evaluate(args) -> int:
     from AllStageTraining.constants import SCENARIOS, scenario_by_short
     from AllStageTraining.exit_codes import UsageError
@@ -269,6 +311,10 @@ def _evaluate(args) -> int:
             scenario_by_short(s.strip()) for s in args.scenarios.split(",") if s.strip())
     except ValueError as error:
         raise UsageError(f"--scenarios: {error}") from None
+    if args.bundle is not None:
+        return _evaluate_bundle(args, scenarios)
+    if args.pred is None or args.truth is None:
+        raise UsageError("give --pred and --truth (prediction files to score), or --bundle and --split")
 
     def progress(done: int, total: int, case_id: str) -> None:
         print(f"PROGRESS {done / total:.3f} scored {case_id} ({done}/{total})", file=sys.stderr, flush=True)

@@ -246,3 +246,28 @@ def test_official_brats_global_dice_equals_ours_and_lesion_wise_scores_are_writt
     summary = json.loads((out / "summary.json").read_text())
     assert summary["lesion_wise"]["WT"]["lesion_dice"] == pytest.approx(
         np.mean([float(r["lesion_dice"]) for r in rows if r["region"] == "WT"]))
+
+
+def test_evaluate_a_bundle_on_a_split_then_rescore_its_predictions(tiny_bundle, tiny_split, tmp_path, capsys):
+    """``--bundle --split``: a real subprocess segments the test cases in two scenarios and scores them with the
+    real-vs-synthesized check; a rerun scores the predictions it kept instead of segmenting again."""
+    split = json.loads(tiny_split.read_text())
+    out = tmp_path / "bundle_eval"
+    args = ("--bundle", tiny_bundle, "--split", tiny_split, "--subset", "test", "--scenarios", "FC,FC12",
+            "--out", out, "--threads", "2", "--device", "cpu")
+    result = run_evaluate(*args, "--prompt-table-cases", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scored_cases"] == split["test"] and summary["scenarios"] == ["FC", "FC12"]
+    assert summary["predictions_computed"] == 2 * len(split["test"]) and summary["predictions_reused"] == 0
+    assert {p.name for p in (out / "pred" / split["test"][0]).iterdir()} >= {"FC.nii.gz", "FC12.nii.gz"}
+    prompts = json.loads((out / "prompts.json").read_text())
+    assert prompts["cases"] == split["test"][:1] and "real_mean" in prompts["real_vs_synthesized"]
+    assert "real_vs_synthesized" in result.stdout
+
+    code, _, err = evaluate_in_process(capsys, *args)
+    assert code == 0, err
+    again = json.loads((out / "summary.json").read_text())
+    assert again["predictions_reused"] == 2 * len(split["test"]) and again["mean_dice"] == summary["mean_dice"]
+    code, _, err = evaluate_in_process(capsys, "--bundle", tiny_bundle, "--out", tmp_path / "x")
+    assert code == 2 and "--bundle needs --split" in err
