@@ -67,6 +67,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="with --bundle: where it runs (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="with --bundle: CPU threads")
+    parser.add_argument("--against", type=Path, default=None, metavar="DIR",
+                        help="an earlier evaluation's folder (its table.csv) of the same cases: also the paired "
+                             "differences of the means (this minus that) with their intervals")
     parser.add_argument("--lesion-wise", action="store_true",
                         help="also the official BraTS lesion-wise Dice and HD95 (brats-evaluation on panoptica; "
                              'pip install ".[brats]"): lesion_wise.csv and their means in summary.json')
@@ -246,6 +249,34 @@ def _missing_report(missing: dict[str, list[str]], n_scenarios: int) -> list[str
     return lines
 
 
+def _finite(value: float) -> float | None:
+    import math
+
+    return round(value, 6) if math.isfinite(value) else None
+
+
+def write_intervals(out: Path, table, against: Path | None) -> None:
+    """Add the means' 95% bootstrap intervals over the cases (``comparison.table_intervals``; paired differences
+    to the evaluation in ``against``) to ``OUT/summary.json`` as ``intervals`` and print them (Dice, %)."""
+    import json
+
+    from AllStageTraining.evaluation.comparison import table_intervals
+    from AllStageTraining.evaluation.tables import ScenarioTable
+    from AllStageTraining.fileio import atomic_write_json
+
+    other = ScenarioTable.from_csv(against / "table.csv") if against is not None else None
+    intervals = table_intervals(table, other)
+    summary = json.loads((out / "summary.json").read_text())
+    summary["intervals"] = {"level": 0.95, "over": "cases", "against": str(against) if against else None,
+                            **{group: {part: {"mean": _finite(i.mean), "low": _finite(i.low),
+                                              "high": _finite(i.high), "n": i.n}
+                                       for part, i in parts.items()} for group, parts in intervals.items()}}
+    atomic_write_json(out / "summary.json", summary)
+    for group, parts in intervals.items():
+        print(f"Dice (%), {group}, 95% interval over the cases: "
+              + ", ".join(f"{part} {i.format()}" for part, i in parts.items()))
+
+
 def run(args) -> int:
     return run_command(lambda: _evaluate(args))
 
@@ -294,6 +325,7 @@ def _evaluate_bundle(args, scenarios) -> int:
     table = evaluate_split(predictor, split, args.out, subset=args.subset, scenarios=scenarios,
                            postprocess=args.postprocess_et, method=args.method or args.bundle.stem)
     print(table.to_markdown())
+    write_intervals(args.out, table, args.against)
     if args.prompt_table_cases > 0:
         summary = evaluate_prompts(predictor, split, args.out, subset=args.subset, n_cases=args.prompt_table_cases,
                                    scenarios=scenarios, log=lambda line: print(line, file=sys.stderr, flush=True))
@@ -311,6 +343,8 @@ def _evaluate(args) -> int:
             scenario_by_short(s.strip()) for s in args.scenarios.split(",") if s.strip())
     except ValueError as error:
         raise UsageError(f"--scenarios: {error}") from None
+    if args.against is not None and not (args.against / "table.csv").is_file():
+        raise UsageError(f"--against {args.against}: no table.csv there (give a folder that evaluate wrote)")
     if args.bundle is not None:
         return _evaluate_bundle(args, scenarios)
     if args.pred is None or args.truth is None:
@@ -344,6 +378,7 @@ def _evaluate(args) -> int:
         paths["lesion_wise.csv"] = atomic_write_csv(args.out / "lesion_wise.csv",
                                                     ("case_id", "scenario", "region", *FIELDS), lesion_rows)
     print(table.to_markdown())
+    write_intervals(args.out, table, args.against)
     if n_missing:
         print(f"WARNING: {n_missing} prediction(s) missing (case: scenarios), not scored:", file=sys.stderr)
         print("\n".join(_missing_report(missing, len(scenarios))), file=sys.stderr)

@@ -29,7 +29,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..constants import MODALITIES, MODALITY_DISPLAY, REGIONS, SCENARIOS
+from ..constants import FULL_SCENARIO, MODALITIES, MODALITY_DISPLAY, REGIONS, SCENARIOS
 from ..fileio import atomic_write_csv, atomic_write_text
 from ..methods import BASELINES, CONVERGENCE_METHOD, SYNTHESIS_COMPARED
 from .bootstrap import Interval, bootstrap_mean, paired_difference
@@ -96,6 +96,32 @@ def case_means(table: ScenarioTable, variant: str = "raw") -> dict[str, dict[str
             continue
         means = {r: float(np.mean([table.value(case, s, r, "dice", variant) for s in shorts])) for r in REGIONS}
         out[case] = {**means, "mean": float(np.mean([means[r] for r in REGIONS]))}
+    return out
+
+
+def table_intervals(table: ScenarioTable, against: ScenarioTable | None = None) -> dict[str, dict[str, Interval]]:
+    """One evaluation's means with their 95% bootstrap intervals over its cases: ``"scenarios"``, each case's
+    Dice averaged over its scenarios (per region and overall, :data:`PARTS`), and ``"full set"``, its Dice with
+    all four sequences (when scored); with ``against`` (another evaluation of the same cases), the paired
+    differences ``table - against`` of both under ``"difference ..."`` keys."""
+    full = FULL_SCENARIO.short
+
+    def parts(t: ScenarioTable) -> dict[str, dict[tuple[int, str], float]]:
+        means = case_means(t)
+        out = {"scenarios": {p: {(0, c): v[p] for c, v in means.items()} for p in PARTS}}
+        scored = [c for c in t.case_ids if t.has(c, full)]
+        if scored:
+            values = {r: {(0, c): t.value(c, full, r) for c in scored} for r in REGIONS}
+            out["full set"] = {**values, "mean": {k: float(np.mean([values[r][k] for r in REGIONS]))
+                                                  for k in values[REGIONS[0]]}}
+        return out
+
+    mine = parts(table)
+    out = {group: {p: bootstrap_mean(v) for p, v in values.items()} for group, values in mine.items()}
+    if against is not None:
+        theirs = parts(against)
+        out |= {f"difference {group}": {p: paired_difference(v, theirs[group][p]) for p, v in values.items()}
+                for group, values in mine.items() if group in theirs}
     return out
 
 

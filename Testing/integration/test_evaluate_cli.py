@@ -271,3 +271,22 @@ def test_evaluate_a_bundle_on_a_split_then_rescore_its_predictions(tiny_bundle, 
     assert again["predictions_reused"] == 2 * len(split["test"]) and again["mean_dice"] == summary["mean_dice"]
     code, _, err = evaluate_in_process(capsys, "--bundle", tiny_bundle, "--out", tmp_path / "x")
     assert code == 2 and "--bundle needs --split" in err
+
+
+def test_evaluate_gives_intervals_and_paired_differences_against_an_earlier_evaluation(folders, tmp_path, capsys):
+    truth_dir, pred_dir, _ = folders
+    first, second = tmp_path / "first", tmp_path / "second"
+    code, out, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", truth_dir, "--out", first)
+    assert code == 0, err
+    intervals = json.loads((first / "summary.json").read_text())["intervals"]
+    assert intervals["scenarios"]["mean"]["n"] == 2 and intervals["against"] is None
+    assert intervals["scenarios"]["WT"]["low"] <= intervals["scenarios"]["WT"]["mean"] <= intervals["scenarios"]["WT"]["high"]
+    assert "Dice (%), scenarios, 95% interval over the cases: WT" in out
+    code, out, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", truth_dir, "--out", second,
+                                         "--against", first)
+    assert code == 0, err
+    same = json.loads((second / "summary.json").read_text())["intervals"]["difference scenarios"]
+    assert all(same[part]["mean"] == same[part]["low"] == same[part]["high"] == 0 for part in ("WT", "TC", "ET"))
+    code, _, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", truth_dir, "--out", second,
+                                       "--against", tmp_path)
+    assert code == 2 and "no table.csv" in err

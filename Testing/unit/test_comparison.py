@@ -13,7 +13,8 @@ import pytest
 from AllStageTraining.constants import REGIONS, SCENARIOS
 from AllStageTraining.evaluation.bootstrap import bootstrap_mean, paired_difference
 from AllStageTraining.evaluation.comparison import (
-    CellGroups, CellKey, CellResult, GridDescription, case_means, convergence, keyed_values, write_comparison,
+    CellGroups, CellKey, CellResult, GridDescription, case_means, convergence, keyed_values, table_intervals,
+    write_comparison,
 )
 from AllStageTraining.evaluation.tables import ScenarioTable
 
@@ -118,3 +119,15 @@ def test_the_convergence_rule_finds_the_smallest_budget_whose_doubling_changes_l
     assert "**Not reached** within the budgets run (100, 200, 400 steps per stage)." in (tmp_path / "rising.md").read_text()
     no_double = convergence(CellGroups(grid_cells({100: 0.4, 300: 0.5})), [100, 300])
     assert no_double["steps"] == [] and no_double["converged_at"] is None
+
+
+def test_one_evaluations_intervals_rest_on_its_case_means_and_its_full_set_scores():
+    better, worse = table("a", 0.8, 0), table("b", 0.7, 0)
+    intervals = table_intervals(better, against=worse)
+    means = case_means(better)
+    assert intervals["scenarios"]["WT"] == bootstrap_mean({(0, c): v["WT"] for c, v in means.items()})
+    full = {(0, c): better.value(c, "FC12", "TC") for c in CASES}
+    assert intervals["full set"]["TC"] == bootstrap_mean(full)
+    gap = intervals["difference scenarios"]["mean"]
+    assert gap.excludes_zero and 0.05 < gap.mean < 0.15  # the paired differences see the 0.1 level gap
+    assert set(table_intervals(better)) == {"scenarios", "full set"}
