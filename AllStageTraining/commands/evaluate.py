@@ -277,6 +277,31 @@ def write_intervals(out: Path, table, against: Path | None) -> None:
               + ", ".join(f"{part} {i.format()}" for part, i in parts.items()))
 
 
+def print_prompt_intervals(out: Path) -> None:
+    """The prompt table's per-case statistics (``comparison.prompt_statistics``) with their 95% intervals over
+    the cases, printed and added to ``OUT/prompts.json`` as ``intervals``."""
+    import json
+    import math
+
+    from AllStageTraining.evaluation.comparison import prompt_statistics
+    from AllStageTraining.evaluation.scenario_eval import read_rows
+    from AllStageTraining.fileio import atomic_write_json
+
+    per_case: dict[tuple[int, str], list[dict]] = {}
+    for row in read_rows(out / "prompts.csv"):
+        per_case.setdefault((0, row["case_id"]), []).append(row)
+    stats = prompt_statistics(per_case)
+    named = {"advantage": "matched prompt minus its row's mean", "gap_mean": "all four real minus T1 and T2 "
+             "synthesized, mean", "gap_WT": "all four real minus T1 and T2 synthesized, WT"}
+    summary = json.loads((out / "prompts.json").read_text())
+    summary["intervals"] = {key: {"mean": _finite(stats[key].mean), "low": _finite(stats[key].low),
+                                  "high": _finite(stats[key].high), "n": stats[key].n} for key in named}
+    atomic_write_json(out / "prompts.json", summary)
+    for key, text in named.items():
+        if math.isfinite(stats[key].mean):
+            print(f"Dice points, {text}, 95% interval over the cases: {stats[key].format()}")
+
+
 def run(args) -> int:
     return run_command(lambda: _evaluate(args))
 
@@ -327,9 +352,9 @@ def _evaluate_bundle(args, scenarios) -> int:
     print(table.to_markdown())
     write_intervals(args.out, table, args.against)
     if args.prompt_table_cases > 0:
-        summary = evaluate_prompts(predictor, split, args.out, subset=args.subset, n_cases=args.prompt_table_cases,
-                                   scenarios=scenarios, log=lambda line: print(line, file=sys.stderr, flush=True))
-        print(json.dumps({"real_vs_synthesized": summary.get("real_vs_synthesized")}, indent=1))
+        evaluate_prompts(predictor, split, args.out, subset=args.subset, n_cases=args.prompt_table_cases,
+                         scenarios=scenarios, log=lambda line: print(line, file=sys.stderr, flush=True))
+        print_prompt_intervals(args.out)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

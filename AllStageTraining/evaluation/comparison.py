@@ -380,16 +380,22 @@ def _prompt_advantage(rows: list[dict]) -> dict:
 
 
 def _prompt_statistics(cells: Sequence[CellResult]) -> dict:
-    """Per-case statistics of the prompt-sensitivity rows of some cells, with intervals over cases and seeds."""
-    from .prompt_sensitivity import real_versus_synthesized
-
+    """:func:`prompt_statistics` of the prompt-sensitivity rows of some cells."""
     per_case: dict[tuple[int, str], list[dict]] = {}
     for cell in cells:
         for row in cell.prompts:
             per_case.setdefault((cell.key.seed, row["case_id"]), []).append(row)
+    return prompt_statistics(per_case)
+
+
+def prompt_statistics(per_case: Mapping[tuple[int, str], list[dict]]) -> dict:
+    """Statistics of prompt-sensitivity rows (``{(seed, case): rows}``) with intervals over cases and seeds:
+    the matched prompt's advantage over its row's mean, and the real-minus-synthesized gaps (mean and WT)."""
+    from .prompt_sensitivity import real_versus_synthesized
+
     advantage = {k: _prompt_advantage(rows)["diagonal_minus_row_mean"] for k, rows in per_case.items()}
     gaps = {k: real_versus_synthesized(rows) for k, rows in per_case.items()}
-    pooled = _prompt_advantage([row for cell in cells for row in cell.prompts])
+    pooled = _prompt_advantage([row for rows in per_case.values() for row in rows])
     return {"advantage": bootstrap_mean(advantage), "best_rows": pooled["rows_where_matched_is_best"],
             "complete_rows": pooled["complete_rows"],
             "gap_mean": bootstrap_mean({k: g["gap_mean"] for k, g in gaps.items()}),

@@ -263,7 +263,8 @@ def test_evaluate_a_bundle_on_a_split_then_rescore_its_predictions(tiny_bundle, 
     assert {p.name for p in (out / "pred" / split["test"][0]).iterdir()} >= {"FC.nii.gz", "FC12.nii.gz"}
     prompts = json.loads((out / "prompts.json").read_text())
     assert prompts["cases"] == split["test"][:1] and "real_mean" in prompts["real_vs_synthesized"]
-    assert "real_vs_synthesized" in result.stdout
+    assert prompts["intervals"]["gap_mean"]["n"] == 1
+    assert "all four real minus T1 and T2 synthesized, mean, 95% interval over the cases" in result.stdout
 
     code, _, err = evaluate_in_process(capsys, *args)
     assert code == 0, err
