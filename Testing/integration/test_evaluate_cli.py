@@ -281,7 +281,8 @@ def test_evaluate_gives_intervals_and_paired_differences_against_an_earlier_eval
     assert code == 0, err
     intervals = json.loads((first / "summary.json").read_text())["intervals"]
     assert intervals["scenarios"]["mean"]["n"] == 2 and intervals["against"] is None
-    assert intervals["scenarios"]["WT"]["low"] <= intervals["scenarios"]["WT"]["mean"] <= intervals["scenarios"]["WT"]["high"]
+    wt = intervals["scenarios"]["WT"]
+    assert wt["low"] <= wt["mean"] <= wt["high"]
     assert "Dice (%), scenarios, 95% interval over the cases: WT" in out
     code, out, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", truth_dir, "--out", second,
                                          "--against", first)
