@@ -239,7 +239,7 @@ def fingerprint_differences(saved: Any, current: Any, prefix: str = "") -> list[
 
 
 def _migrate(data: dict[str, Any]) -> dict[str, Any]:
-    """The one migration of old configurations (package 0.1.0, e.g. the shipped ``Resources/Models/demo_bundle.zip``):
+    """The one migration of old configurations (package 0.1.0, e.g. the bundles it exported):
     the method was ``seg.method`` (now the top-level ``method``), and each optimizer had ``amp`` (CUDA float16 on
     or off) where it now has ``precision`` ("auto" for amp on, "float32" for off, which was also what a CPU did)."""
     migrated = dict(data)

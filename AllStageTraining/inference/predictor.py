@@ -56,9 +56,9 @@ RECON_OFFSET = 500.0
 #: A brain extraction that removed part of a tumour leaves a bite in the mask, against which the predicted
 #: tumour stops. Bites are the concavities a closing with a ball of CUT_CLOSING_MM fills; the warning needs
 #: more than CUT_MIN_SHARE of the tumour's surface against them and more than CUT_MIN_ML of them within
-#: CUT_NEAR_MM of it. Synthetic heads (2 mm, cases 1-10, FLAIR+T1, all four, T1ce; the demo model): deepbet's
-#: masks never warned (at most 13% or 1.9 ml, never both over); masks bitten by the outer 15% of the tumour
-#: warned in 28 of 30 runs (10-32% and 2.9-12.6 ml).
+#: CUT_NEAR_MM of it. Synthetic heads (2 mm, cases 1-10, FLAIR+T1, all four, T1ce; the 350+350-step demo
+#: model shipped until 2026-12-05): deepbet's masks never warned (at most 13% or 1.9 ml, never both over);
+#: masks bitten by the outer 15% of the tumour warned in 28 of 30 runs (10-32% and 2.9-12.6 ml).
 CUT_CLOSING_MM = 8.0
 CUT_NEAR_MM = 4.0
 CUT_MIN_SHARE = 0.08

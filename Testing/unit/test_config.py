@@ -46,7 +46,7 @@ def test_unknown_fields_are_refused(tmp_path):
 def test_configs_from_before_the_method_registry_still_load():
     old = preset("tiny").to_dict()
     del old["method"]
-    old["seg"]["method"] = "zero-fill"  # how package 0.1.0 recorded the method (e.g. the shipped demo bundle)
+    old["seg"]["method"] = "zero-fill"  # how package 0.1.0 recorded the method (its exported bundles)
     cfg = RunConfig.from_dict(old)
     assert cfg.method == "zero-fill" and "method" not in cfg.to_dict()["seg"]
 
