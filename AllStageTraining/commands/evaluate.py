@@ -267,7 +267,7 @@ def write_intervals(out: Path, table, against: Path | None) -> None:
     other = ScenarioTable.from_csv(against / "table.csv") if against is not None else None
     intervals = table_intervals(table, other)
     summary = json.loads((out / "summary.json").read_text())
-    summary["intervals"] = {"level": 0.95, "over": "cases", "against": str(against) if against else None,
+    summary["intervals"] = {"level": 0.95, "over": "cases", "against": against.name if against else None,
                             **{group: {part: {"mean": _finite(i.mean), "low": _finite(i.low),
                                               "high": _finite(i.high), "n": i.n}
                                        for part, i in parts.items()} for group, parts in intervals.items()}}
@@ -283,6 +283,7 @@ def print_prompt_intervals(out: Path) -> None:
     import json
     import math
 
+    from AllStageTraining.constants import SCENARIOS
     from AllStageTraining.evaluation.comparison import prompt_statistics
     from AllStageTraining.evaluation.scenario_eval import read_rows
     from AllStageTraining.fileio import atomic_write_json
@@ -291,8 +292,10 @@ def print_prompt_intervals(out: Path) -> None:
     for row in read_rows(out / "prompts.csv"):
         per_case.setdefault((0, row["case_id"]), []).append(row)
     stats = prompt_statistics(per_case)
-    named = {"advantage": "matched prompt minus its row's mean", "gap_mean": "all four real minus T1 and T2 "
-             "synthesized, mean", "gap_WT": "all four real minus T1 and T2 synthesized, WT"}
+    named = {"gap_mean": "all four real minus T1 and T2 synthesized, mean",
+             "gap_WT": "all four real minus T1 and T2 synthesized, WT"}
+    if len({row["prompt"] for rows in per_case.values() for row in rows}) == len(SCENARIOS):  # the 15 x 15 table
+        named["advantage"] = "matched prompt minus its row's mean"
     summary = json.loads((out / "prompts.json").read_text())
     summary["intervals"] = {key: {"mean": _finite(stats[key].mean), "low": _finite(stats[key].low),
                                   "high": _finite(stats[key].high), "n": stats[key].n} for key in named}
@@ -332,23 +335,69 @@ def _lesion_summary(rows: list[dict]) -> dict:
                         for key in ("lesion_dice", "lesion_hd95")} for region in REGIONS}}
 
 
+def _claim_predictions(pred_dir: Path, identity: dict) -> None:
+    """Mark ``pred_dir`` as holding the predictions of the bundle ``identity`` describes (``bundle.json``
+    there); UsageError when it holds another bundle's, which a rerun would otherwise score as this one's."""
+    import json
+
+    from AllStageTraining.exit_codes import UsageError
+    from AllStageTraining.fileio import atomic_write_json
+
+    marker = pred_dir / "bundle.json"
+    if marker.is_file():
+        held = json.loads(marker.read_text())
+        if held.get("content_sha256") != identity["content_sha256"]:
+            raise UsageError(f"{pred_dir} holds the predictions of another bundle ({held.get('bundle')}); "
+                             "give another --out")
+    elif pred_dir.is_dir() and any(pred_dir.iterdir()):
+        raise UsageError(f"{pred_dir} holds predictions of an unknown model; give another --out")
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(marker, identity)
+
+
+def _check_options(args) -> None:
+    """UsageError for options that would be ignored or meaningless in the mode chosen (--bundle or --pred)."""
+    from AllStageTraining.constants import ET_POSTPROCESS_MIN_MM3
+    from AllStageTraining.evaluation.metrics import HD95_CAP_MM
+    from AllStageTraining.exit_codes import UsageError
+
+    if args.against is not None and not (args.against / "table.csv").is_file():
+        raise UsageError(f"--against {args.against}: no table.csv there (give a folder that evaluate wrote)")
+    if args.against is not None and args.against.resolve() == args.out.resolve():
+        raise UsageError("--against must be another evaluation's folder than --out")
+    if args.prompt_table_cases < 0:
+        raise UsageError(f"--prompt-table-cases must be 0 or more, not {args.prompt_table_cases}")
+    if args.bundle is not None:
+        if args.split is None or args.pred is not None or args.truth is not None or args.lesion_wise:
+            raise UsageError("--bundle needs --split and goes without --pred, --truth and --lesion-wise")
+        if args.hd95_cap != HD95_CAP_MM or args.et_min_mm3 != ET_POSTPROCESS_MIN_MM3:
+            raise UsageError("--hd95-cap and --et-min-mm3 apply to --pred only (--bundle uses the defaults)")
+        return
+    if args.pred is None or args.truth is None:
+        raise UsageError("give --pred and --truth (prediction files to score), or --bundle and --split")
+    if args.split is not None or args.prompt_table_cases or args.threads is not None or args.subset != "test":
+        raise UsageError("--split, --subset, --prompt-table-cases and --threads go with --bundle only")
+
+
 def _evaluate_bundle(args, scenarios) -> int:
     """``--bundle``: segment and score the split's subset (``evaluation.scenario_eval``), as an experiment cell
     does; the prompt-sensitivity table too with ``--prompt-table-cases``."""
     import json
 
     from AllStageTraining.evaluation.scenario_eval import evaluate_prompts, evaluate_split
-    from AllStageTraining.exit_codes import UsageError
+    from AllStageTraining.fileio import atomic_write_json
     from AllStageTraining.inference.predictor import Predictor
     from AllStageTraining.runtime import resolve_device, set_threads
 
-    if args.split is None or args.pred is not None or args.truth is not None or args.lesion_wise:
-        raise UsageError("--bundle needs --split and goes without --pred, --truth and --lesion-wise")
     set_threads(args.threads)
     predictor = Predictor.from_bundle(args.bundle, resolve_device(args.device))
+    identity = {"bundle": str(args.bundle), "content_sha256": predictor.meta.get("content_sha256")}
+    _claim_predictions(args.out / "pred", identity)
     split = json.loads(args.split.read_text())
     table = evaluate_split(predictor, split, args.out, subset=args.subset, scenarios=scenarios,
                            postprocess=args.postprocess_et, method=args.method or args.bundle.stem)
+    summary = json.loads((args.out / "summary.json").read_text())
+    atomic_write_json(args.out / "summary.json", {**summary, **identity})
     print(table.to_markdown())
     write_intervals(args.out, table, args.against)
     if args.prompt_table_cases > 0:
@@ -368,12 +417,9 @@ def _evaluate(args) -> int:
             scenario_by_short(s.strip()) for s in args.scenarios.split(",") if s.strip())
     except ValueError as error:
         raise UsageError(f"--scenarios: {error}") from None
-    if args.against is not None and not (args.against / "table.csv").is_file():
-        raise UsageError(f"--against {args.against}: no table.csv there (give a folder that evaluate wrote)")
+    _check_options(args)
     if args.bundle is not None:
         return _evaluate_bundle(args, scenarios)
-    if args.pred is None or args.truth is None:
-        raise UsageError("give --pred and --truth (prediction files to score), or --bundle and --split")
 
     def progress(done: int, total: int, case_id: str) -> None:
         print(f"PROGRESS {done / total:.3f} scored {case_id} ({done}/{total})", file=sys.stderr, flush=True)

@@ -39,9 +39,9 @@ def truth_labels() -> np.ndarray:
     return labels
 
 
-def run_evaluate(*args, cwd=None):
+def run_evaluate(*args, cwd=None, timeout=120):
     return subprocess.run([sys.executable, "-m", "AllStageTraining", "evaluate", *map(str, args)],
-                          capture_output=True, text=True, timeout=120, cwd=cwd)
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 @pytest.fixture
@@ -255,7 +255,7 @@ def test_evaluate_a_bundle_on_a_split_then_rescore_its_predictions(tiny_bundle, 
     out = tmp_path / "bundle_eval"
     args = ("--bundle", tiny_bundle, "--split", tiny_split, "--subset", "test", "--scenarios", "FC,FC12",
             "--out", out, "--threads", "2", "--device", "cpu")
-    result = run_evaluate(*args, "--prompt-table-cases", "1")
+    result = run_evaluate(*args, "--prompt-table-cases", "1", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scored_cases"] == split["test"] and summary["scenarios"] == ["FC", "FC12"]
@@ -270,8 +270,13 @@ def test_evaluate_a_bundle_on_a_split_then_rescore_its_predictions(tiny_bundle, 
     assert code == 0, err
     again = json.loads((out / "summary.json").read_text())
     assert again["predictions_reused"] == 2 * len(split["test"]) and again["mean_dice"] == summary["mean_dice"]
+    assert json.loads((out / "pred" / "bundle.json").read_text())["content_sha256"] == again["content_sha256"]
     code, _, err = evaluate_in_process(capsys, "--bundle", tiny_bundle, "--out", tmp_path / "x")
     assert code == 2 and "--bundle needs --split" in err
+    # predictions another bundle made must not be credited to this one
+    (out / "pred" / "bundle.json").write_text(json.dumps({"bundle": "elsewhere", "content_sha256": "0" * 64}))
+    code, _, err = evaluate_in_process(capsys, *args)
+    assert code == 2 and "predictions of another bundle" in err
 
 
 def test_evaluate_gives_intervals_and_paired_differences_against_an_earlier_evaluation(folders, tmp_path, capsys):
@@ -292,3 +297,9 @@ def test_evaluate_gives_intervals_and_paired_differences_against_an_earlier_eval
     code, _, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", truth_dir, "--out", second,
                                        "--against", tmp_path)
     assert code == 2 and "no table.csv" in err
+    code, _, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", truth_dir, "--out", first,
+                                       "--against", first)
+    assert code == 2 and "another evaluation's folder" in err
+    code, _, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", truth_dir, "--out", first,
+                                       "--subset", "val")
+    assert code == 2 and "go with --bundle only" in err
