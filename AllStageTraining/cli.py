@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "evaluate": "evaluate",
     "experiment": "experiment",
+    "compare": "compare",
     "export": "export",
     "predict": "predict",
     "benchmark": "benchmark",

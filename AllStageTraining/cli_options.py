@@ -115,3 +115,13 @@ def print_config(configs) -> int:
     data = configs.to_dict() if hasattr(configs, "to_dict") else {k: v.to_dict() for k, v in configs.items()}
     print(json.dumps(data, indent=2), flush=True)
     return 0
+
+
+def command_line(command: str) -> str | None:
+    """This process's command line as ``python -m AllStageTraining ...`` when it runs ``command``, else None
+    (e.g. when called from Python), for the outputs that record how they were made."""
+    import shlex
+    import sys
+
+    arguments = sys.argv[1:]
+    return "python -m AllStageTraining " + shlex.join(arguments) if arguments[:1] == [command] else None

@@ -124,17 +124,8 @@ def _grid(args):
         raise UsageError(str(error)) from None
 
 
-def command_line() -> str | None:
-    """The command line of this process when it runs ``experiment`` (as ``python -m AllStageTraining ...``)."""
-    import shlex
-    import sys
-
-    arguments = sys.argv[1:]
-    return "python -m AllStageTraining " + shlex.join(arguments) if arguments[:1] == ["experiment"] else None
-
-
 def _experiment(args) -> int:
-    from ..cli_options import print_config, setup
+    from ..cli_options import command_line, print_config, setup
     from ..pipeline.experiment import cell_config, run_experiment
 
     grid = _grid(args)
@@ -143,5 +134,5 @@ def _experiment(args) -> int:
         return print_config({method + ("" if budget is None else f" (budget {budget})"):
                              cell_config(base, method, grid.seeds[0], budget)
                              for budget in grid.budget_axis for method in grid.methods})
-    run_experiment(args.data, args.out, grid, base, device=device, command=command_line())
+    run_experiment(args.data, args.out, grid, base, device=device, command=command_line("experiment"))
     return 0

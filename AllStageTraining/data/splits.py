@@ -109,6 +109,13 @@ class MissingSetting:
     def to_dict(self) -> dict:
         return {"ratio": self.ratio} if self.ratio is not None else {"rates": dict(zip(MODALITIES, self.rates))}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "MissingSetting":
+        """The inverse of :meth:`to_dict` (as ``experiment.json`` stores the settings)."""
+        if "rates" in data:
+            return cls(rates=tuple(float(data["rates"][m]) for m in MODALITIES))
+        return cls(ratio=float(data["ratio"]))
+
 
 def make_split(
     cases: list[CaseFiles],

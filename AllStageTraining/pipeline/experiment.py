@@ -173,24 +173,25 @@ def _run_cell(folder: ExperimentFolder, base: RunConfig, cell_key: tuple, split_
         log(f"  [{method}] {time.perf_counter() - start:.0f} s for the cell")
     means = result.table.overall_means("dice")
     log("  mean Dice: " + ", ".join(f"{r} {100 * v:.1f}" for r, v in means.items()))
-    return _cell_result(folder, cell, (setting.tag, seed, method, budget), result.table, grid.evaluate_on,
-                        timings.seconds.get(name))
+    return cell_result(cell, (setting.tag, seed, method, budget), result.table, grid.evaluate_on,
+                       timings.seconds.get(name), folder.relative)
 
 
-def _cell_result(folder: ExperimentFolder, cell: RunFolder, key: tuple, table, subset: str,
-                 seconds: float | None) -> CellResult:
-    """What the comparison reads of a finished cell: its table, links, wall time and extra evaluations' rows."""
+def cell_result(cell: RunFolder, key: tuple, table, subset: str, seconds: float | None,
+                relative: Callable[[Path], str]) -> CellResult:
+    """What the comparison reads of a finished cell: its table, links (``relative(path)``: as the comparison
+    links them), wall time and extra evaluations' rows. key: ``(setting tag, seed, method, budget)``."""
     from ..evaluation.comparison import CellKey, CellResult
     from ..evaluation.scenario_eval import read_rows
 
     evaluation = cell.evaluation(subset)
-    links = {"table": folder.relative(evaluation.table_md)}
+    links = {"table": relative(evaluation.table_md)}
     synthesis = prompts = None
     if evaluation.synthesis_md.is_file():
-        links["synthesis"] = folder.relative(evaluation.synthesis_md)
+        links["synthesis"] = relative(evaluation.synthesis_md)
         synthesis = read_rows(evaluation.synthesis_csv)
     if evaluation.prompts_summary.is_file():
-        links["prompts"] = folder.relative(evaluation.prompts_md)
+        links["prompts"] = relative(evaluation.prompts_md)
         prompts = read_rows(evaluation.prompts_csv)
     return CellResult(CellKey(*key), table, links, seconds, synthesis, prompts)
 

@@ -167,6 +167,7 @@ def test_missing_settings_name_their_folders_and_make_their_splits():
     ratio, rates = MissingSetting(ratio=0.5), MissingSetting.parse_rates("0.6,0.4,0.2,0.8")
     assert (ratio.tag, ratio.label, MissingSetting(ratio=0.0).tag) == ("r0.5", "ratio 0.5", "r0")
     assert rates.tag == "rates0.6-0.4-0.2-0.8" and rates.label == "rates FLAIR 0.6, T1ce 0.4, T1 0.2, T2 0.8"
+    assert [MissingSetting.from_dict(json.loads(json.dumps(s.to_dict()))) for s in (ratio, rates)] == [ratio, rates]
     cases = fake_cases(20)
     by_rates = make_split(cases, seed=1, val_fraction=0.1, test_fraction=0.2, **rates.split_arguments())
     by_ratio = make_split(cases, seed=1, val_fraction=0.1, test_fraction=0.2, **ratio.split_arguments())
