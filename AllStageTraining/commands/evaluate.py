@@ -249,15 +249,10 @@ def _missing_report(missing: dict[str, list[str]], n_scenarios: int) -> list[str
     return lines
 
 
-def _finite(value: float) -> float | None:
-    import math
-
-    return round(value, 6) if math.isfinite(value) else None
-
-
-def write_intervals(out: Path, table, against: Path | None) -> None:
+def write_intervals(out: Path, table, against: Path | None, extra: dict | None = None) -> None:
     """Add the means' 95% bootstrap intervals over the cases (``comparison.table_intervals``; paired differences
-    to the evaluation in ``against``) to ``OUT/summary.json`` as ``intervals`` and print them (Dice, %)."""
+    to the evaluation in ``against``) to ``OUT/summary.json`` as ``intervals``, with the keys of ``extra``, and
+    print them (Dice, %)."""
     import json
 
     from AllStageTraining.evaluation.comparison import table_intervals
@@ -266,11 +261,10 @@ def write_intervals(out: Path, table, against: Path | None) -> None:
 
     other = ScenarioTable.from_csv(against / "table.csv") if against is not None else None
     intervals = table_intervals(table, other)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = {**json.loads((out / "summary.json").read_text()), **(extra or {})}
     summary["intervals"] = {"level": 0.95, "over": "cases", "against": against.name if against else None,
-                            **{group: {part: {"mean": _finite(i.mean), "low": _finite(i.low),
-                                              "high": _finite(i.high), "n": i.n}
-                                       for part, i in parts.items()} for group, parts in intervals.items()}}
+                            **{group: {part: i.to_json() for part, i in parts.items()}
+                               for group, parts in intervals.items()}}
     atomic_write_json(out / "summary.json", summary)
     for group, parts in intervals.items():
         print(f"Dice (%), {group}, 95% interval over the cases: "
@@ -297,8 +291,7 @@ def print_prompt_intervals(out: Path) -> None:
     if len({row["prompt"] for rows in per_case.values() for row in rows}) == len(SCENARIOS):  # the 15 x 15 table
         named["advantage"] = "matched prompt minus its row's mean"
     summary = json.loads((out / "prompts.json").read_text())
-    summary["intervals"] = {key: {"mean": _finite(stats[key].mean), "low": _finite(stats[key].low),
-                                  "high": _finite(stats[key].high), "n": stats[key].n} for key in named}
+    summary["intervals"] = {key: stats[key].to_json() for key in named}
     atomic_write_json(out / "prompts.json", summary)
     for key, text in named.items():
         if math.isfinite(stats[key].mean):
@@ -385,7 +378,6 @@ def _evaluate_bundle(args, scenarios) -> int:
     import json
 
     from AllStageTraining.evaluation.scenario_eval import evaluate_prompts, evaluate_split
-    from AllStageTraining.fileio import atomic_write_json
     from AllStageTraining.inference.predictor import Predictor
     from AllStageTraining.runtime import resolve_device, set_threads
 
@@ -396,10 +388,8 @@ def _evaluate_bundle(args, scenarios) -> int:
     split = json.loads(args.split.read_text())
     table = evaluate_split(predictor, split, args.out, subset=args.subset, scenarios=scenarios,
                            postprocess=args.postprocess_et, method=args.method or args.bundle.stem)
-    summary = json.loads((args.out / "summary.json").read_text())
-    atomic_write_json(args.out / "summary.json", {**summary, **identity})
     print(table.to_markdown())
-    write_intervals(args.out, table, args.against)
+    write_intervals(args.out, table, args.against, identity)
     if args.prompt_table_cases > 0:
         evaluate_prompts(predictor, split, args.out, subset=args.subset, n_cases=args.prompt_table_cases,
                          scenarios=scenarios, log=lambda line: print(line, file=sys.stderr, flush=True))

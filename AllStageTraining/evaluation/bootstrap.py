@@ -35,6 +35,11 @@ class Interval:
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
 
+    def to_json(self) -> dict:
+        """``{"mean", "low", "high", "n"}`` rounded to 6 decimals, None where not finite (no value to resample)."""
+        finite = lambda v: round(float(v), 6) if np.isfinite(v) else None  # noqa: E731
+        return {"mean": finite(self.mean), "low": finite(self.low), "high": finite(self.high), "n": self.n}
+
     def format(self, scale: float = 100.0, digits: int = 1) -> str:
         """``"mean [low, high]"``, e.g. ``"67.0 [64.2, 69.8]"`` for Dice fractions at scale 100."""
         if not np.isfinite(self.mean):

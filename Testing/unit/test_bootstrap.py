@@ -41,4 +41,7 @@ def test_no_difference_gives_an_interval_around_zero_and_empty_input_is_nan():
     assert not paired_difference(a, b).excludes_zero
     empty = bootstrap_mean({})
     assert empty.n == 0 and np.isnan(empty.mean) and empty.format() == "–"
+    assert empty.to_json() == {"mean": None, "low": None, "high": None, "n": 0}
+    one = bootstrap_mean({(0, "a"): 0.1234567})
+    assert one.to_json() == {"mean": 0.123457, "low": 0.123457, "high": 0.123457, "n": 1}
     assert bootstrap_mean({(0, "a"): 0.5, (0, "b"): float("nan")}).n == 1
