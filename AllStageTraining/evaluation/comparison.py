@@ -76,7 +76,8 @@ class GridDescription:
     """What the grid compares, for the headings. settings: ``{tag: display label}`` in table order; budgets:
     the budgets in order (``(None,)``: the configuration's steps); subset: "test" or "val" (what was scored);
     command: the command line that made the grid; grid_seconds: the sum of the cells' wall times; sources: for a
-    comparison merged from several experiment folders (``pipeline.compare``), ``"folder: command"`` of each."""
+    comparison merged from experiment folders (``pipeline.compare``), each folder (``FOLDER[@METHOD,...]``)
+    with the command lines that ran it."""
 
     methods: tuple[str, ...]
     settings: Mapping[str, str]
@@ -85,7 +86,7 @@ class GridDescription:
     subset: str = "test"
     command: str | None = None
     grid_seconds: float | None = None
-    sources: tuple[str, ...] = ()
+    sources: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 # --------------------------------------------------------------------------------------------- statistics
@@ -445,8 +446,9 @@ def comparison_markdown(cells: Sequence[CellResult], grid: GridDescription, *, f
     budgets = ", ".join(_budget_text(b) for b in grid.budgets)
     lines = [f"# Experiment comparison: mean Dice (%) over the evaluated scenarios, scored on the {subset} cases", "",
              f"Command: `{grid.command}`" if grid.command else "Command: not recorded", "",
-             *([f"Cells merged from {len(grid.sources)} experiment folders:", "",
-                *(f"- {source}" for source in grid.sources), ""] if grid.sources else []),
+             *([f"Cells from the experiment folder{'s' if len(grid.sources) > 1 else ''}:", "",
+                *(f"- `{label}`, made by " + "; ".join(f"`{c}`" for c in commands) for label, commands in grid.sources),
+                ""] if grid.sources else []),
              f"Methods: {', '.join(grid.methods)}; missing-data settings: {'; '.join(grid.settings.values())}; "
              f"seeds: {', '.join(map(str, grid.seeds))}; budgets: {budgets}; scored: the split's {subset} cases; "
              f"{len(cells)} cell(s), wall time {_duration(grid.grid_seconds)} (sum of the cells).", "",

@@ -12,6 +12,7 @@ import numpy as np
 from AllStageTraining.cli import main
 from AllStageTraining.config import preset
 from AllStageTraining.constants import REGIONS, SCENARIOS
+from AllStageTraining.data.splits import MissingSetting
 from AllStageTraining.evaluation.bootstrap import paired_difference
 from AllStageTraining.evaluation.tables import ScenarioTable
 from AllStageTraining.exit_codes import EXIT_OK
@@ -19,35 +20,42 @@ from AllStageTraining.exit_codes import EXIT_OK
 TEST_CASES = [f"case{i}" for i in range(5)]
 
 
-def _table(method: str, seed: int, level: float) -> ScenarioTable:
+def _table(method: str, seed: int, level: float, cases) -> ScenarioTable:
     rng = np.random.default_rng(zlib.crc32(repr((method, seed)).encode()))
     table = ScenarioTable(method)
-    for i, case in enumerate(TEST_CASES):
+    for i, case in enumerate(cases):
         for scenario in SCENARIOS:
             table.add(case, scenario.short,
                       {r: (float(np.clip(level + 0.03 * i + rng.normal(0, 0.04), 0, 1)), 4.0) for r in REGIONS})
     return table
 
 
-def write_experiment(root, methods: dict[str, float], *, seeds=(0, 1), window="crop", test_cases=TEST_CASES):
+def write_experiment(root, methods: dict[str, float], *, seeds=(0, 1), window="crop", test_cases=TEST_CASES,
+                     budgets=(), steps=600, subset="test", setting=None):
     """An experiment folder as ``experiment`` leaves it, less the weights: experiment.json, timings.json, the
-    splits and each cell's finished evaluation (``methods``: name -> Dice level)."""
+    splits and each cell's finished evaluation of ``subset`` (``methods``: name -> Dice level)."""
     cfg = preset("tiny")
     cfg.data.crop_size = (32, 32, 32)
     cfg.inference.window = window
+    cfg.optim_mae.steps = cfg.optim_seg.steps = steps
+    setting = setting or MissingSetting(ratio=0.5)
     root.mkdir(parents=True)
     (root / "experiment.json").write_text(json.dumps({
-        "methods": list(methods), "settings": [{"ratio": 0.5}], "seeds": list(seeds), "budgets": [],
-        "scenarios": [s.short for s in SCENARIOS], "evaluate_on": "test", "command": f"experiment {root.name}",
+        "methods": list(methods), "settings": [setting.to_dict()], "seeds": list(seeds), "budgets": list(budgets),
+        "scenarios": [s.short for s in SCENARIOS], "evaluate_on": subset, "command": f"experiment {root.name}",
         "base_config": cfg.to_dict()}))
     (root / "splits").mkdir()
-    timings = {}
+    timings, tag_budget = {}, f"_n{budgets[0]}" if len(budgets) > 1 else ""
     for seed in seeds:
-        split = {"data_root": str(root), "seed": seed, "train": ["a", "b"], "val": ["v"], "test": list(test_cases)}
-        (root / "splits" / f"r0.5_s{seed}.json").write_text(json.dumps(split))
+        split = {"data_root": str(root), "seed": seed, "train": ["a", "b"], "val": ["v1", "v2"],
+                 "test": list(test_cases)}
+        (root / "splits" / f"{setting.tag}_s{seed}.json").write_text(json.dumps(split))
         for method, level in methods.items():
-            _table(method, seed, level).write(root / f"r0.5_s{seed}" / method / "eval", heatmap=False)
-            timings[f"r0.5_s{seed}/{method}"] = 60.0
+            cell = f"{setting.tag}_s{seed}{tag_budget}/{method}"
+            folder = root / cell / ("eval" if subset == "test" else "eval-val")
+            _table(method, seed, level, split[subset]).write(
+                folder, heatmap=False, extra={"scored_cases": split[subset], "scenarios": [s.short for s in SCENARIOS]})
+            timings[cell] = 60.0
     (root / "timings.json").write_text(json.dumps(timings))
     return root
 
@@ -77,7 +85,7 @@ def test_merged_folders_give_one_comparison_paired_over_the_same_cases(tmp_path)
     expected = f"{100 * difference.mean:+.1f} [{100 * difference.low:+.1f}, {100 * difference.high:+.1f}]"
     line = next(x for x in page.splitlines() if x.startswith("| ours | zero-fill-long |"))
     assert line.split(" | ")[5].strip("*") == expected
-    assert f"`{first}`: `experiment first`" in page and f"`{second}`: `experiment second`" in page
+    assert f"`{first}`, made by `experiment first`" in page and f"`{second}`, made by `experiment second`" in page
 
 
 def test_folders_that_cannot_be_compared_cell_against_cell_are_refused(tmp_path, capsys):
@@ -86,23 +94,52 @@ def test_folders_that_cannot_be_compared_cell_against_cell_are_refused(tmp_path,
     other_cases = write_experiment(tmp_path / "other_cases", {"zero-fill-long": 0.65},
                                    test_cases=TEST_CASES[:-1] + ["case9"])
     twice = write_experiment(tmp_path / "twice", {"zero-fill": 0.5, "zero-fill-long": 0.65})
+    no_split = write_experiment(tmp_path / "no_split", {"m3ae-style": 0.6})
+    (no_split / "splits" / "r0.5_s1.json").unlink()
+    scored_other = write_experiment(tmp_path / "scored_other", {"m3ae-style": 0.6})
+    (scored_other / "splits" / "r0.5_s0.json").write_text((first / "splits" / "r0.5_s0.json").read_text())
+    summary = scored_other / "r0.5_s1" / "m3ae-style" / "eval" / "summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "scored_cases": TEST_CASES[:2]}))
 
-    for folders, message in (([one_pass], "another base configuration"), ([other_cases], "split r0.5_s0"),
-                             ([twice], "is in"), ([tmp_path / "nowhere"], "not an experiment folder"),
-                             ([f"{twice}@m3ae-style"], "has no method m3ae-style")):
-        out = tmp_path / f"out_{len(message)}"
+    refusals = (([one_pass], "another base configuration"), ([other_cases], "split r0.5_s0"),
+                ([twice], "r0.5_s0/zero-fill is in"), ([tmp_path / "nowhere"], "not an experiment folder"),
+                ([f"{twice}@m3ae-style"], "has no method m3ae-style"), ([f"{twice}@"], "name the methods"),
+                ([no_split], "has no split (r0.5_s1.json)"), ([scored_other], "scored other cases"))
+    for number, (folders, message) in enumerate(refusals):
+        out = tmp_path / f"out{number}"
         assert main(["compare", str(first), *map(str, folders), "--out", str(out)]) != EXIT_OK
         assert message in capsys.readouterr().err
-        assert not (out / "comparison.csv").exists()
-    assert main(["compare", str(first), str(twice), "--out", str(first)]) != EXIT_OK
-    assert "one of the folders compared" in capsys.readouterr().err
+        assert not out.exists()
+    for out in (first, twice):  # a compared folder, or another experiment's folder
+        assert main(["compare", str(first), "--out", str(out)]) != EXIT_OK
+        assert "is an experiment folder" in capsys.readouterr().err
 
     out = tmp_path / "chosen"
     assert main(["compare", str(first), f"{twice}@zero-fill-long", "--out", str(out)]) == EXIT_OK
     assert {r["method"] for r in read_rows(out / "comparison.csv")} == {"ours", "zero-fill", "zero-fill-long"}
 
 
-def test_no_finished_evaluation_of_the_subset_is_an_error(tmp_path, capsys):
-    first = write_experiment(tmp_path / "first", {"ours": 0.7})
-    assert main(["compare", str(first), "--out", str(tmp_path / "out"), "--evaluate-on", "val"]) != EXIT_OK
-    assert "no finished val evaluation" in capsys.readouterr().err
+def test_a_budget_grid_and_a_folder_of_the_same_steps_pair_up_and_only_listed_cells_count(tmp_path):
+    rates = MissingSetting.parse_rates("0.6,0.4,0.2,0.8")
+    curve = write_experiment(tmp_path / "curve", {"zero-fill": 0.6}, budgets=(600, 1200), steps=50, setting=rates)
+    plain = write_experiment(tmp_path / "plain", {"ours": 0.7}, setting=rates)
+    leftover = write_experiment(tmp_path / "leftover", {"zero-fill-long": 0.6}, setting=rates)
+    (leftover / f"{rates.tag}_s0" / "zero-fill-long").rename(leftover / f"{rates.tag}_s0" / "m3ae-style")
+    out = tmp_path / "merged"
+
+    assert main(["compare", str(curve), str(plain), str(leftover), "--out", str(out)]) == EXIT_OK
+
+    rows = read_rows(out / "comparison.csv")
+    assert sorted((r["method"], r["seed"], r["budget"]) for r in rows) == [
+        ("ours", "0", "600"), ("ours", "1", "600"), ("zero-fill", "0", "600"), ("zero-fill", "1", "600"),
+        ("zero-fill-long", "1", "600")]  # the m3ae-style folder is not in leftover's grid
+    assert {r["setting_label"] for r in rows} == {rates.label}
+    assert "| ours | zero-fill | " in (out / "comparison.md").read_text()  # paired within the 600-step budget
+
+
+def test_validation_cells_are_compared_and_a_subset_without_cells_is_an_error(tmp_path, capsys):
+    first = write_experiment(tmp_path / "first", {"ours": 0.7, "zero-fill": 0.6}, subset="val")
+    assert main(["compare", str(first), "--out", str(tmp_path / "out"), "--evaluate-on", "val"]) == EXIT_OK
+    assert len(read_rows(tmp_path / "out" / "comparison-val.csv")) == 4
+    assert main(["compare", str(first), "--out", str(tmp_path / "out2")]) != EXIT_OK
+    assert "no finished test evaluation" in capsys.readouterr().err
