@@ -110,7 +110,7 @@ METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in _ENTRIES})
 #: Roles in an experiment's comparison (``evaluation.comparison``): the baselines every method is compared with
 #: (paired differences), the methods whose MAE synthesis quality is shown side by side, and the method whose
 #: learning curve decides the converged budget.
-BASELINES: tuple[str, ...] = ("zero-fill", "zero-fill-long")
+BASELINES: tuple[str, ...] = ("zero-fill", "zero-fill-long", "m3ae-style")
 SYNTHESIS_COMPARED: tuple[str, ...] = ("ours", "m3ae-style")
 CONVERGENCE_METHOD = "zero-fill"
 

@@ -13,7 +13,7 @@ the stem it is given (``OUT/comparison`` or ``OUT/comparison-val``):
   the wall time, the link to the cell's table and ``per_case_dice`` (JSON ``{case: {WT, TC, ET, mean}}``), from
   which every interval can be recomputed (:func:`comparison_rows`);
 - ``<stem>.md``: the command, per setting (and budget) the means with intervals, the paired differences to
-  ``zero-fill`` and ``zero-fill-long``, the ablations (``ours-*``) against ``ours``; with several budgets the
+  the baselines (``methods.BASELINES``), the ablations (``ours-*``) against ``ours``; with several budgets the
   learning curves and the convergence rule; the synthesis quality of ``ours`` and ``m3ae-style``; the
   prompt-sensitivity summaries; the wall time of every cell and of the grid (:func:`comparison_markdown`);
 - ``<stem>.png``: the means with their interval bars; ``<stem>_curve.png`` the learning curves.
