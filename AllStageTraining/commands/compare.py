@@ -15,7 +15,7 @@ HELP = "merge the finished cells of several experiment folders into one comparis
 def add_arguments(parser) -> None:
     parser.add_argument("experiments", nargs="+", metavar="EXPERIMENT",
                         help="experiment folders (--out of experiment); FOLDER@METHOD,METHOD takes only those methods")
-    parser.add_argument("--out", required=True, help="folder for comparison.{csv,md,png} (not one of the experiments)")
+    parser.add_argument("--out", required=True, help="folder for comparison.{csv,md,png} (not an experiment folder)")
     parser.add_argument("--evaluate-on", choices=("test", "val"), default="test",
                         help="compare the cells' test evaluations (default) or their validation ones "
                              "(comparison-val.*)")
