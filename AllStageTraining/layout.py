@@ -4,7 +4,7 @@ A **run folder** (``train --out RUN``, one experiment cell, one demo method)::
 
     RUN/config.json     the resolved RunConfig (a different one is refused: RunConfig.fingerprint("run"))
     RUN/split.json      a byte copy of the split file it trained on: its provenance (bundles record its sha256)
-    RUN/runtime.json    {stage: runtime.describe(...)}: the device, threads and precision each stage used
+    RUN/runtime.json    {stage: runtime.describe(...)}: the device, threads, precision and code each stage used
     RUN/mae/            stage 1 (methods with an MAE): model.safetensors, config.json, checkpoint.pt, tb/,
                         val/, identity.json (the MAE-sharing key) or copied_from.json
     RUN/seg/            stage 2: model.safetensors, embeddings.json, config.json, checkpoint.pt, tb/

@@ -8,9 +8,12 @@ stage actually ran on is written into its run folder with :func:`describe` (``RU
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
+import subprocess
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that importing this module (for --help) stays fast
@@ -132,10 +135,50 @@ def autocast(device: "torch.device", precision: str):
     return torch.autocast(device.type, enabled=False)
 
 
+@functools.lru_cache(maxsize=1)
+def code_version() -> dict[str, Any]:
+    """The package code that runs: ``{"package": version, "commit": git HEAD or None, "modified": bool or None}``.
+
+    ``commit`` is the 12-digit commit of the git work tree the package was imported from (None outside one, e.g.
+    in Slicer's Python); ``modified`` says whether the package's tracked files differ from it (None: unknown)."""
+    from . import __version__
+
+    package = Path(__file__).resolve().parent
+    record: dict[str, Any] = {"package": __version__, "commit": None, "modified": None}
+    git = ["git", "-C", str(package.parent)]
+    try:
+        top = subprocess.run([*git, "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=10)
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != package.parent:
+            return record
+        head = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10)
+        status = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", package.name],
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return record
+    if head.returncode == 0:
+        record["commit"] = head.stdout.strip()
+        record["modified"] = bool(status.stdout.strip()) if status.returncode == 0 else None
+    return record
+
+
+def code_text(runtime: dict[str, dict]) -> str | None:
+    """The code of a run folder's stages (``runtime.json``: ``{stage: describe(...)}``) in one line: the commit
+    (``+modified`` when the package differed from it; the package version outside git), stages joined with " / "
+    when they differ; None when no stage recorded its code."""
+    texts = []
+    for record in runtime.values():
+        code = record.get("code")
+        if code:
+            text = code["commit"] or f"package {code['package']}"
+            texts.append(text + ("+modified" if code.get("modified") else ""))
+    return " / ".join(dict.fromkeys(texts)) or None
+
+
 def describe(device: "torch.device", precision: str, **extra: Any) -> dict[str, Any]:
-    """What a stage ran on: ``{"device", "device_name", "threads", "precision", "torch", "recorded", ...}``.
+    """What a stage ran on: ``{"device", "device_name", "threads", "precision", "torch", "code", "recorded", ...}``.
 
     precision: how the networks computed (e.g. "float32", "float16 autocast", "bfloat16 autocast").
+    code: :func:`code_version`.
     """
     import torch
 
@@ -144,4 +187,4 @@ def describe(device: "torch.device", precision: str, **extra: Any) -> dict[str, 
     else:
         name = platform.processor() or platform.machine()
     return {"device": str(device), "device_name": name, "threads": torch.get_num_threads(), "precision": precision,
-            "torch": torch.__version__, "recorded": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}
+            "torch": torch.__version__, "code": code_version(), "recorded": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}

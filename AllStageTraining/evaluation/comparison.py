@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -61,7 +62,8 @@ class CellKey:
 class CellResult:
     """What the comparison reads of one finished cell. links: ``{"table" | "synthesis" | "prompts": path}``
     relative to the comparison's folder; synthesis / prompts: the rows of ``synthesis.csv`` / ``prompts.csv``
-    (None when that evaluation was not made); seconds: the cell's wall time (None when unknown)."""
+    (None when that evaluation was not made); seconds: the cell's wall time (None when unknown); code: the code
+    that trained and scored it (``runtime.code_text`` of its ``runtime.json``; None when not recorded)."""
 
     key: CellKey
     table: ScenarioTable
@@ -69,6 +71,7 @@ class CellResult:
     seconds: float | None = None
     synthesis: list[dict] | None = None
     prompts: list[dict] | None = None
+    code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -241,7 +244,7 @@ def comparison_rows(cells: Sequence[CellResult], grid: GridDescription) -> list[
                      "method": cell.key.method, "scored": grid.subset,
                      **{f"dice_{r}": means[r] for r in REGIONS}, "dice_mean": means["mean"],
                      "dice_ET_postprocessed": post, "n_cases": len(per_case),
-                     "seconds": "" if cell.seconds is None else round(cell.seconds, 1),
+                     "seconds": "" if cell.seconds is None else round(cell.seconds, 1), "code": cell.code or "",
                      "table": cell.links.get("table", ""),
                      "per_case_dice": json.dumps({c: {p: round(v[p], 6) for p in PARTS} for c, v in per_case.items()})})
     return rows
@@ -428,14 +431,25 @@ def _prompt_sections(cells: Sequence[CellResult], grid: GridDescription) -> list
 
 def _cells_section(cells: Sequence[CellResult], grid: GridDescription) -> list[str]:
     lines = ["## Cells", "", f"Grid wall time (sum of the cells): {_duration(grid.grid_seconds)}.", "",
-             "| Setting | Seed | Budget | Method | Wall time | Mean Dice | Tables |", "|---|---:|---:|---|---:|---:|---|"]
+             "| Setting | Seed | Budget | Method | Wall time | Mean Dice | Code | Tables |",
+             "|---|---:|---:|---|---:|---:|---|---|"]
     for cell in sorted(cells, key=_order(grid)):
         links = ", ".join(f"[{name}]({path})" for name, path in cell.links.items())
         budget = "–" if cell.key.budget is None else str(cell.key.budget)
         lines.append(f"| {grid.settings.get(cell.key.setting, cell.key.setting)} | {cell.key.seed} | {budget} | "
                      f"{cell.key.method} | {_duration(cell.seconds)} | "
-                     f"{_pct(cell.table.overall_means('dice')['mean'])} | {links} |")
+                     f"{_pct(cell.table.overall_means('dice')['mean'])} | {cell.code or 'not recorded'} | {links} |")
     return lines + [""]
+
+
+def _code_lines(cells: Sequence[CellResult]) -> list[str]:
+    """A warning when the cells were made by more than one code version (commits; see the Cells table)."""
+    counts = Counter(cell.code or "not recorded" for cell in cells)
+    if len(counts) < 2:
+        return []
+    return ["Code: the cells were trained and scored by different code (git commits from `runtime.json`): "
+            + "; ".join(f"{code} ({n} cell{'s' if n > 1 else ''})" for code, n in sorted(counts.items()))
+            + ". Compare such cells only where the training and evaluation code did not change between them.", ""]
 
 
 def comparison_markdown(cells: Sequence[CellResult], grid: GridDescription, *, figure: str,
@@ -452,6 +466,7 @@ def comparison_markdown(cells: Sequence[CellResult], grid: GridDescription, *, f
              f"Methods: {', '.join(grid.methods)}; missing-data settings: {'; '.join(grid.settings.values())}; "
              f"seeds: {', '.join(map(str, grid.seeds))}; budgets: {budgets}; scored: the split's {subset} cases; "
              f"{len(cells)} cell(s), wall time {_duration(grid.grid_seconds)} (sum of the cells).", "",
+             *_code_lines(cells),
              f"Means: each {subset} case's Dice averaged over the scenarios, then over cases and seeds, with a 95% "
              "bootstrap interval (seeds, then cases within a seed). Differences are paired: the same cases and seeds "
              "for both methods; **bold**: the 95% interval excludes zero.", "",

@@ -7,8 +7,9 @@ where that is sound: every folder must have the same base configuration (the fie
 cases of its split, and the folders' splits of a (setting, seed) must be equal (the same cases and the same
 training-time sequence draws); a cell (setting, seed, budget, method) may come from one folder only. Only the
 cells' evaluations are read (``<cell>/eval/`` or ``eval-val/``), so folders that kept their tables but not
-their weights (those under ``docs/science``) can be merged too. The code version is not recorded: merge folders
-trained and evaluated by the same code.
+their weights (those under ``docs/science``) can be merged too. Each cell's code (the git commit its
+``runtime.json`` records) is shown, with a warning when the cells' code differs; whether a change between two
+commits matters for training or evaluation is for the reader to check.
 """
 
 from __future__ import annotations

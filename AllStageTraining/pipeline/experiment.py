@@ -180,9 +180,11 @@ def _run_cell(folder: ExperimentFolder, base: RunConfig, cell_key: tuple, split_
 def cell_result(cell: RunFolder, key: tuple, table, subset: str, seconds: float | None,
                 relative: Callable[[Path], str]) -> CellResult:
     """What the comparison reads of a finished cell: its table, links (``relative(path)``: as the comparison
-    links them), wall time and extra evaluations' rows. key: ``(setting tag, seed, method, budget)``."""
+    links them), wall time, extra evaluations' rows and code (``runtime.json``).
+    key: ``(setting tag, seed, method, budget)``."""
     from ..evaluation.comparison import CellKey, CellResult
     from ..evaluation.scenario_eval import read_rows
+    from ..runtime import code_text
 
     evaluation = cell.evaluation(subset)
     links = {"table": relative(evaluation.table_md)}
@@ -193,7 +195,7 @@ def cell_result(cell: RunFolder, key: tuple, table, subset: str, seconds: float 
     if evaluation.prompts_summary.is_file():
         links["prompts"] = relative(evaluation.prompts_md)
         prompts = read_rows(evaluation.prompts_csv)
-    return CellResult(CellKey(*key), table, links, seconds, synthesis, prompts)
+    return CellResult(CellKey(*key), table, links, seconds, synthesis, prompts, code_text(cell.read_runtime()))
 
 
 def _describe(folder: ExperimentFolder, data: str | Path, grid: Grid, base: RunConfig, command: str | None) -> None:

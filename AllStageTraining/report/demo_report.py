@@ -19,6 +19,7 @@ from AllStageTraining.constants import MODALITIES, MODALITY_DISPLAY, REGIONS, SC
 from AllStageTraining.evaluation.scenario_eval import prediction_path
 from AllStageTraining.layout import DemoFolder
 from AllStageTraining.report.writer import Report
+from AllStageTraining.runtime import code_text
 
 #: Scenarios drawn in the overlay figure: everything, T1ce missing, T1 + T2 missing, and single sequences.
 OVERLAY_SCENARIOS: tuple[str, ...] = ("FC12", "F12", "FC", "C", "1")
@@ -250,9 +251,10 @@ def _provenance_sections(r: Report, record: DemoRecord) -> None:
                 "its time; the report stage itself is not included while it is being written).")
     r.table(["Stage", "Seconds", "Finished"], rows, numeric=[1])
     r.paragraph("Where each training and evaluation stage ran (`runs/<method>/runtime.json`):")
-    rows = [[f"`{m}`", stage, rec.get("device", "?"), str(rec.get("threads", "?")), rec.get("precision", "?")]
+    rows = [[f"`{m}`", stage, rec.get("device", "?"), str(rec.get("threads", "?")), rec.get("precision", "?"),
+             code_text({stage: rec}) or "not recorded"]
             for m in record.methods for stage, rec in record.runtimes[m].items()]
-    r.table(["Method", "Stage", "Device", "CPU threads", "Precision"], rows)
+    r.table(["Method", "Stage", "Device", "CPU threads", "Precision", "Code (git commit)"], rows)
 
     ours, base = record.methods[:2]
     r.heading("How this was produced")

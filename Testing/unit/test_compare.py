@@ -68,6 +68,10 @@ def read_rows(path):
 def test_merged_folders_give_one_comparison_paired_over_the_same_cases(tmp_path):
     first = write_experiment(tmp_path / "first", {"ours": 0.7, "zero-fill": 0.6})
     second = write_experiment(tmp_path / "second", {"zero-fill-long": 0.65}, window=[32, 32, 32])
+    code = {"package": "0.1.0", "commit": "0123456789ab", "modified": False}
+    for seed in (0, 1):  # the second folder's cells recorded their code; the first folder's did not
+        (second / f"r0.5_s{seed}" / "zero-fill-long" / "runtime.json").write_text(
+            json.dumps({stage: {"device": "cpu", "code": code} for stage in ("seg", "eval")}))
     out = tmp_path / "merged"
 
     assert main(["compare", str(first), str(second), "--out", str(out)]) == EXIT_OK
@@ -78,6 +82,7 @@ def test_merged_folders_give_one_comparison_paired_over_the_same_cases(tmp_path)
     for row in rows:
         assert (out / row["table"]).is_file()  # links relative to the comparison's folder
         assert float(row["seconds"]) == 60.0
+        assert row["code"] == ("0123456789ab" if row["method"] == "zero-fill-long" else "")
     per_case = {m: {(int(r["seed"]), c): v["mean"] for r in rows if r["method"] == m
                     for c, v in json.loads(r["per_case_dice"]).items()} for m in ("ours", "zero-fill-long")}
     difference = paired_difference(per_case["ours"], per_case["zero-fill-long"])
@@ -86,6 +91,7 @@ def test_merged_folders_give_one_comparison_paired_over_the_same_cases(tmp_path)
     line = next(x for x in page.splitlines() if x.startswith("| ours | zero-fill-long |"))
     assert line.split(" | ")[5].strip("*") == expected
     assert f"`{first}`, made by `experiment first`" in page and f"`{second}`, made by `experiment second`" in page
+    assert "different code (git commits from `runtime.json`): 0123456789ab (2 cells); not recorded (4 cells)" in page
 
 
 def test_folders_that_cannot_be_compared_cell_against_cell_are_refused(tmp_path, capsys):

@@ -47,3 +47,22 @@ def test_commands_ask_for_huge_pages_unless_the_environment_says_otherwise():
     assert value == "0"
     if "[madvise]" in mode:  # only asked-for regions get them
         assert huge_kb < 2048
+
+
+def test_the_code_record_names_the_checkout_commit_and_reads_back_in_one_line():
+    import AllStageTraining
+    from AllStageTraining.runtime import code_text, code_version
+
+    package = Path(AllStageTraining.__file__).resolve().parent
+    head = subprocess.run(["git", "-C", str(package.parent), "rev-parse", "HEAD"], capture_output=True, text=True)
+    record = code_version()
+    assert record["package"] == AllStageTraining.__version__
+    assert head.returncode == 0 and record["commit"] == head.stdout.strip()[:12]  # tests run from a git checkout
+    assert record["modified"] in (True, False)
+
+    clean = {"package": "0.1.0", "commit": "aaaa", "modified": False}
+    changed = {"package": "0.1.0", "commit": "bbbb", "modified": True}
+    assert code_text({"mae": {"code": clean}, "seg": {"code": clean}}) == "aaaa"
+    assert code_text({"mae": {"code": clean}, "eval": {"code": changed}}) == "aaaa / bbbb+modified"
+    assert code_text({"seg": {"code": {"package": "0.1.0", "commit": None, "modified": None}}}) == "package 0.1.0"
+    assert code_text({"seg": {"device": "cpu"}}) is None
