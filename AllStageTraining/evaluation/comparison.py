@@ -93,11 +93,13 @@ class GridDescription:
 
 
 # --------------------------------------------------------------------------------------------- statistics
-def case_means(table: ScenarioTable, variant: str = "raw") -> dict[str, dict[str, float]]:
-    """``{case: {WT, TC, ET, mean}}``: each case's Dice averaged over the scenarios it was scored in."""
+def case_means(table: ScenarioTable, variant: str = "raw", given: int | None = None) -> dict[str, dict[str, float]]:
+    """``{case: {WT, TC, ET, mean}}``: each case's Dice averaged over the scenarios it was scored in (only those
+    with ``given`` sequences, when given)."""
     out = {}
     for case in table.case_ids:
-        shorts = [s.short for s in SCENARIOS if table.has(case, s.short, variant)]
+        shorts = [s.short for s in SCENARIOS
+                  if table.has(case, s.short, variant) and (given is None or sum(s.mask) == given)]
         if not shorts:
             continue
         means = {r: float(np.mean([table.value(case, s, r, "dice", variant) for s in shorts])) for r in REGIONS}
@@ -131,9 +133,11 @@ def table_intervals(table: ScenarioTable, against: ScenarioTable | None = None) 
     return out
 
 
-def keyed_values(cells: Sequence[CellResult], part: str) -> dict[tuple[int, str], float]:
-    """``{(seed, case): per-case mean of part}`` over ``cells`` (the cells of one method, setting and budget)."""
-    return {(cell.key.seed, case): values[part] for cell in cells for case, values in case_means(cell.table).items()}
+def keyed_values(cells: Sequence[CellResult], part: str, given: int | None = None) -> dict[tuple[int, str], float]:
+    """``{(seed, case): per-case mean of part}`` over ``cells`` (the cells of one method, setting and budget);
+    ``given``: only the scenarios with that many sequences."""
+    return {(cell.key.seed, case): values[part]
+            for cell in cells for case, values in case_means(cell.table, given=given).items()}
 
 
 class CellGroups:
@@ -146,27 +150,30 @@ class CellGroups:
         self._values: dict[tuple, dict] = {}
         self._intervals: dict[tuple, Interval] = {}
 
-    def values(self, setting: str, budget, method: str, part: str) -> dict[tuple[int, str], float]:
-        key = (setting, budget, method, part)
+    def values(self, setting: str, budget, method: str, part: str, given: int | None = None
+               ) -> dict[tuple[int, str], float]:
+        """Per-(seed, case) means (``given``: over the scenarios with that many sequences only)."""
+        key = (setting, budget, method, part, given)
         if key not in self._values:
-            self._values[key] = keyed_values(self.cells.get((setting, budget, method), []), part)
+            self._values[key] = keyed_values(self.cells.get((setting, budget, method), []), part, given)
         return self._values[key]
 
     def has(self, setting: str, budget, method: str) -> bool:
         return (setting, budget, method) in self.cells
 
-    def mean(self, setting: str, budget, method: str, part: str) -> Interval:
-        key = ("mean", setting, budget, method, part)
+    def mean(self, setting: str, budget, method: str, part: str, given: int | None = None) -> Interval:
+        key = ("mean", setting, budget, method, part, given)
         if key not in self._intervals:
-            self._intervals[key] = bootstrap_mean(self.values(setting, budget, method, part))
+            self._intervals[key] = bootstrap_mean(self.values(setting, budget, method, part, given))
         return self._intervals[key]
 
-    def difference(self, setting: str, budget, method: str, reference: str, part: str) -> Interval:
+    def difference(self, setting: str, budget, method: str, reference: str, part: str,
+                   given: int | None = None) -> Interval:
         """``method - reference`` paired over the (seed, case) keys both have."""
-        key = ("difference", setting, budget, method, reference, part)
+        key = ("difference", setting, budget, method, reference, part, given)
         if key not in self._intervals:
-            self._intervals[key] = paired_difference(self.values(setting, budget, method, part),
-                                                     self.values(setting, budget, reference, part))
+            self._intervals[key] = paired_difference(self.values(setting, budget, method, part, given),
+                                                     self.values(setting, budget, reference, part, given))
         return self._intervals[key]
 
 
@@ -289,7 +296,29 @@ def _settings_sections(groups: CellGroups, grid: GridDescription) -> list[str]:
         lines += _difference_table(groups, tag, budget, [(m, ABLATED) for m in ablations],
                                    f"Ablations: paired difference to `{ABLATED}` (Dice points; negative: the part "
                                    "removed was helping):")
+        lines += _given_table(groups, grid, tag, budget)
         lines.append("")
+    return lines
+
+
+def _given_table(groups: CellGroups, grid: GridDescription, tag: str, budget) -> list[str]:
+    """Mean Dice over the scenarios with 1, 2, 3 and 4 sequences given, and the paired differences of the
+    other methods to each baseline (ablations: to ``ours``); empty when the cells scored one count only."""
+    methods = [m for m in grid.methods if groups.has(tag, budget, m)]
+    counts = sorted({sum(s.mask) for s in SCENARIOS for m in methods for cell in groups.cells[(tag, budget, m)]
+                     for case in cell.table.case_ids if cell.table.has(case, s.short)})
+    if len(counts) < 2:
+        return []
+    pairs = [(m, r) for r in BASELINES if r in methods for m in methods if m not in BASELINES]
+    pairs += [(m, ABLATED) for m in methods if m.startswith(ABLATION_PREFIX) and ABLATED in methods]
+    names = {1: "1 sequence", 4: "all 4"}
+    lines = ["", "By the number of sequences given (mean Dice over those scenarios; differences paired):", "",
+             "| Method | " + " | ".join(names.get(n, f"{n} sequences") for n in counts) + " |",
+             "|---|" + "---:|" * len(counts)]
+    lines += [f"| {m} | " + " | ".join(groups.mean(tag, budget, m, "mean", n).format() for n in counts) + " |"
+              for m in methods]
+    lines += [f"| {m} - {r} | " + " | ".join(_signed(groups.difference(tag, budget, m, r, "mean", n)) for n in counts)
+              + " |" for m, r in pairs]
     return lines
 
 

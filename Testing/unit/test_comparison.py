@@ -131,3 +131,28 @@ def test_one_evaluations_intervals_rest_on_its_case_means_and_its_full_set_score
     gap = intervals["difference scenarios"]["mean"]
     assert gap.excludes_zero and 0.05 < gap.mean < 0.15  # the paired differences see the 0.1 level gap
     assert set(table_intervals(better)) == {"scenarios", "full set"}
+
+
+def test_the_table_by_sequences_given_separates_where_a_method_gains_from_where_it_loses(tmp_path):
+    base = {seed: table("zero-fill-long", 0.6, seed) for seed in (0, 1)}
+    ours = {}
+    for seed, reference in base.items():  # ours: 10 points below on one sequence, 10 above with all four
+        ours[seed] = ScenarioTable("ours")
+        for case in CASES:
+            for s in SCENARIOS:
+                shift = {1: -0.1, 4: 0.1}.get(sum(s.mask), 0.0)
+                ours[seed].add(case, s.short, {r: (reference.value(case, s.short, r) + shift, 5.0) for r in REGIONS})
+    cells = [CellResult(CellKey("r0.5", seed, name, None), t, {})
+             for seed in (0, 1) for name, t in (("ours", ours[seed]), ("zero-fill-long", base[seed]))]
+    grid = GridDescription(methods=("ours", "zero-fill-long"), settings={"r0.5": "ratio 0.5"}, seeds=(0, 1))
+    write_comparison(tmp_path / "comparison", cells, grid)
+
+    page = (tmp_path / "comparison.md").read_text().splitlines()
+    assert "| Method | 1 sequence | 2 sequences | 3 sequences | all 4 |" in page
+    row = next(line for line in page if line.startswith("| ours - zero-fill-long |")).split(" | ")[1:]
+    assert row[0].startswith("**-10.0 [-10.0, -10.0]") and row[1] == row[2] == "+0.0 [+0.0, +0.0]"
+    assert row[3].startswith("**+10.0 [+10.0, +10.0]")
+    singles = keyed_values([c for c in cells if c.key.method == "ours"], "mean", given=1)
+    expected = bootstrap_mean(singles)
+    by_given = page[page.index("| Method | 1 sequence | 2 sequences | 3 sequences | all 4 |"):]
+    assert next(line for line in by_given if line.startswith("| ours | ")).split(" | ")[1] == expected.format()
