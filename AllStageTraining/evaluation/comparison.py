@@ -12,10 +12,11 @@ the stem it is given (``OUT/comparison`` or ``OUT/comparison-val``):
 - ``<stem>.csv``: one row per cell: the mean Dice per region and overall, post-processed ET, the scored subset,
   the wall time, the link to the cell's table and ``per_case_dice`` (JSON ``{case: {WT, TC, ET, mean}}``), from
   which every interval can be recomputed (:func:`comparison_rows`);
-- ``<stem>.md``: the command, per setting (and budget) the means with intervals, the paired differences to
-  the baselines (``methods.BASELINES``), the ablations (``ours-*``) against ``ours``; with several budgets the
-  learning curves and the convergence rule; the synthesis quality of ``ours`` and ``m3ae-style``; the
-  prompt-sensitivity summaries; the wall time of every cell and of the grid (:func:`comparison_markdown`);
+- ``<stem>.md``: the command, per setting (and budget) the means with intervals, the paired differences to the
+  baselines (``methods.BASELINES``), the ablations (``ours-*``) against ``ours``, the same by the sequences given
+  (:data:`GIVEN_GROUPS`) and per scenario; with several budgets the learning curves and the convergence rule; the
+  synthesis quality of ``ours`` and ``m3ae-style``; the prompt-sensitivity summaries; the wall time of every cell
+  and of the grid (:func:`comparison_markdown`);
 - ``<stem>.png``: the means with their interval bars; ``<stem>_curve.png`` the learning curves.
 """
 
@@ -45,6 +46,15 @@ ABLATED, ABLATION_PREFIX = "ours", "ours-"
 #: ``methods.CONVERGENCE_METHOD`` in ``CONVERGENCE_SETTING`` by less than ``CONVERGENCE_POINTS`` Dice points.
 CONVERGENCE_SETTING, CONVERGENCE_POINTS = "r0", 2.0
 SUBSET_NAMES: dict[str, str] = {"test": "test", "val": "validation"}
+#: Column groups of the "by the sequences given" table (scenario short names): how many sequences are given, and
+#: whether both sequences that show the tumour best (FLAIR its oedema, T1ce its enhancement) are among them.
+_TUMOUR_PAIR = (MODALITIES.index("flair"), MODALITIES.index("t1ce"))
+GIVEN_GROUPS: dict[str, frozenset[str]] = {
+    **{name: frozenset(s.short for s in SCENARIOS if sum(s.mask) == n)
+       for n, name in ((1, "1 sequence"), (2, "2 sequences"), (3, "3 sequences"), (4, "all 4"))},
+    "FLAIR and T1ce": frozenset(s.short for s in SCENARIOS if all(s.mask[i] for i in _TUMOUR_PAIR)),
+    "FLAIR or T1ce missing": frozenset(s.short for s in SCENARIOS if not all(s.mask[i] for i in _TUMOUR_PAIR)),
+}
 
 
 @dataclass(frozen=True)
@@ -93,13 +103,14 @@ class GridDescription:
 
 
 # --------------------------------------------------------------------------------------------- statistics
-def case_means(table: ScenarioTable, variant: str = "raw", given: int | None = None) -> dict[str, dict[str, float]]:
+def case_means(table: ScenarioTable, variant: str = "raw", scenarios: frozenset[str] | None = None
+               ) -> dict[str, dict[str, float]]:
     """``{case: {WT, TC, ET, mean}}``: each case's Dice averaged over the scenarios it was scored in (only those
-    with ``given`` sequences, when given)."""
+    named in ``scenarios``, short names, when given)."""
     out = {}
     for case in table.case_ids:
         shorts = [s.short for s in SCENARIOS
-                  if table.has(case, s.short, variant) and (given is None or sum(s.mask) == given)]
+                  if table.has(case, s.short, variant) and (scenarios is None or s.short in scenarios)]
         if not shorts:
             continue
         means = {r: float(np.mean([table.value(case, s, r, "dice", variant) for s in shorts])) for r in REGIONS}
@@ -133,11 +144,12 @@ def table_intervals(table: ScenarioTable, against: ScenarioTable | None = None) 
     return out
 
 
-def keyed_values(cells: Sequence[CellResult], part: str, given: int | None = None) -> dict[tuple[int, str], float]:
+def keyed_values(cells: Sequence[CellResult], part: str, scenarios: frozenset[str] | None = None
+                 ) -> dict[tuple[int, str], float]:
     """``{(seed, case): per-case mean of part}`` over ``cells`` (the cells of one method, setting and budget);
-    ``given``: only the scenarios with that many sequences."""
+    ``scenarios``: only those scenarios (short names)."""
     return {(cell.key.seed, case): values[part]
-            for cell in cells for case, values in case_means(cell.table, given=given).items()}
+            for cell in cells for case, values in case_means(cell.table, scenarios=scenarios).items()}
 
 
 class CellGroups:
@@ -150,30 +162,31 @@ class CellGroups:
         self._values: dict[tuple, dict] = {}
         self._intervals: dict[tuple, Interval] = {}
 
-    def values(self, setting: str, budget, method: str, part: str, given: int | None = None
+    def values(self, setting: str, budget, method: str, part: str, scenarios: frozenset[str] | None = None
                ) -> dict[tuple[int, str], float]:
-        """Per-(seed, case) means (``given``: over the scenarios with that many sequences only)."""
-        key = (setting, budget, method, part, given)
+        """Per-(seed, case) means (``scenarios``: over those scenarios only)."""
+        key = (setting, budget, method, part, scenarios)
         if key not in self._values:
-            self._values[key] = keyed_values(self.cells.get((setting, budget, method), []), part, given)
+            self._values[key] = keyed_values(self.cells.get((setting, budget, method), []), part, scenarios)
         return self._values[key]
 
     def has(self, setting: str, budget, method: str) -> bool:
         return (setting, budget, method) in self.cells
 
-    def mean(self, setting: str, budget, method: str, part: str, given: int | None = None) -> Interval:
-        key = ("mean", setting, budget, method, part, given)
+    def mean(self, setting: str, budget, method: str, part: str, scenarios: frozenset[str] | None = None
+             ) -> Interval:
+        key = ("mean", setting, budget, method, part, scenarios)
         if key not in self._intervals:
-            self._intervals[key] = bootstrap_mean(self.values(setting, budget, method, part, given))
+            self._intervals[key] = bootstrap_mean(self.values(setting, budget, method, part, scenarios))
         return self._intervals[key]
 
     def difference(self, setting: str, budget, method: str, reference: str, part: str,
-                   given: int | None = None) -> Interval:
+                   scenarios: frozenset[str] | None = None) -> Interval:
         """``method - reference`` paired over the (seed, case) keys both have."""
-        key = ("difference", setting, budget, method, reference, part, given)
+        key = ("difference", setting, budget, method, reference, part, scenarios)
         if key not in self._intervals:
-            self._intervals[key] = paired_difference(self.values(setting, budget, method, part, given),
-                                                     self.values(setting, budget, reference, part, given))
+            self._intervals[key] = paired_difference(self.values(setting, budget, method, part, scenarios),
+                                                     self.values(setting, budget, reference, part, scenarios))
         return self._intervals[key]
 
 
@@ -297,28 +310,52 @@ def _settings_sections(groups: CellGroups, grid: GridDescription) -> list[str]:
                                    f"Ablations: paired difference to `{ABLATED}` (Dice points; negative: the part "
                                    "removed was helping):")
         lines += _given_table(groups, grid, tag, budget)
+        lines += _scenario_table(groups, grid, tag, budget)
         lines.append("")
     return lines
 
 
-def _given_table(groups: CellGroups, grid: GridDescription, tag: str, budget) -> list[str]:
-    """Mean Dice over the scenarios with 1, 2, 3 and 4 sequences given, and the paired differences of the
-    other methods to each baseline (ablations: to ``ours``); empty when the cells scored one count only."""
-    methods = [m for m in grid.methods if groups.has(tag, budget, m)]
-    counts = sorted({sum(s.mask) for s in SCENARIOS for m in methods for cell in groups.cells[(tag, budget, m)]
-                     for case in cell.table.case_ids if cell.table.has(case, s.short)})
-    if len(counts) < 2:
-        return []
+def _scored_scenarios(groups: CellGroups, tag: str, budget, methods: Sequence[str]) -> set[str]:
+    return {s.short for s in SCENARIOS for m in methods for cell in groups.cells[(tag, budget, m)]
+            for case in cell.table.case_ids if cell.table.has(case, s.short)}
+
+
+def _compared_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
+    """(method, reference): every other method against each baseline, the ablations against ``ours``."""
     pairs = [(m, r) for r in BASELINES if r in methods for m in methods if m not in BASELINES]
-    pairs += [(m, ABLATED) for m in methods if m.startswith(ABLATION_PREFIX) and ABLATED in methods]
-    names = {1: "1 sequence", 4: "all 4"}
-    lines = ["", "By the number of sequences given (mean Dice over those scenarios; differences paired):", "",
-             "| Method | " + " | ".join(names.get(n, f"{n} sequences") for n in counts) + " |",
-             "|---|" + "---:|" * len(counts)]
-    lines += [f"| {m} | " + " | ".join(groups.mean(tag, budget, m, "mean", n).format() for n in counts) + " |"
-              for m in methods]
-    lines += [f"| {m} - {r} | " + " | ".join(_signed(groups.difference(tag, budget, m, r, "mean", n)) for n in counts)
-              + " |" for m, r in pairs]
+    return pairs + [(m, ABLATED) for m in methods if m.startswith(ABLATION_PREFIX) and ABLATED in methods]
+
+
+def _given_table(groups: CellGroups, grid: GridDescription, tag: str, budget) -> list[str]:
+    """Mean Dice over the scenario groups of :data:`GIVEN_GROUPS` (1, 2, 3, 4 sequences; FLAIR and T1ce given or
+    not) that the cells scored, and the paired differences of the other methods to each baseline (ablations: to
+    ``ours``); empty when the cells scored one number of sequences only."""
+    methods = [m for m in grid.methods if groups.has(tag, budget, m)]
+    scored = _scored_scenarios(groups, tag, budget, methods)
+    if sum(1 for n in range(1, 5) if any(sum(s.mask) == n and s.short in scored for s in SCENARIOS)) < 2:
+        return []
+    columns = {name: shorts for name, shorts in GIVEN_GROUPS.items() if shorts & scored}
+    lines = ["", "By the sequences given (mean Dice over those scenarios; differences paired):", "",
+             "| Method | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    lines += [f"| {m} | " + " | ".join(groups.mean(tag, budget, m, "mean", c).format() for c in columns.values())
+              + " |" for m in methods]
+    lines += [f"| {m} - {r} | " + " | ".join(_signed(groups.difference(tag, budget, m, r, "mean", c))
+                                            for c in columns.values()) + " |" for m, r in _compared_pairs(methods)]
+    return lines
+
+
+def _scenario_table(groups: CellGroups, grid: GridDescription, tag: str, budget) -> list[str]:
+    """Per scored scenario, the paired differences of :func:`_compared_pairs` (mean Dice points over the cases);
+    empty with one scenario or no pair."""
+    methods = [m for m in grid.methods if groups.has(tag, budget, m)]
+    pairs = _compared_pairs(methods)
+    scored = [s.short for s in SCENARIOS if s.short in _scored_scenarios(groups, tag, budget, methods)]
+    if len(scored) < 2 or not pairs:
+        return []
+    lines = ["", "Per scenario (the sequences given; paired differences, Dice points):", "",
+             "| Scenario | " + " | ".join(f"{m} - {r}" for m, r in pairs) + " |", "|---|" + "---:|" * len(pairs)]
+    lines += [f"| {short} | " + " | ".join(_signed(groups.difference(tag, budget, m, r, "mean", frozenset([short])))
+                                          for m, r in pairs) + " |" for short in scored]
     return lines
 
 

@@ -13,8 +13,8 @@ import pytest
 from AllStageTraining.constants import REGIONS, SCENARIOS
 from AllStageTraining.evaluation.bootstrap import bootstrap_mean, paired_difference
 from AllStageTraining.evaluation.comparison import (
-    CellGroups, CellKey, CellResult, GridDescription, case_means, convergence, keyed_values, table_intervals,
-    write_comparison,
+    CellGroups, CellKey, CellResult, GIVEN_GROUPS, GridDescription, case_means, convergence, keyed_values,
+    table_intervals, write_comparison,
 )
 from AllStageTraining.evaluation.tables import ScenarioTable
 
@@ -148,11 +148,19 @@ def test_the_table_by_sequences_given_separates_where_a_method_gains_from_where_
     write_comparison(tmp_path / "comparison", cells, grid)
 
     page = (tmp_path / "comparison.md").read_text().splitlines()
-    assert "| Method | 1 sequence | 2 sequences | 3 sequences | all 4 |" in page
-    row = next(line for line in page if line.startswith("| ours - zero-fill-long |")).split(" | ")[1:]
+    header = "| Method | 1 sequence | 2 sequences | 3 sequences | all 4 | FLAIR and T1ce | FLAIR or T1ce missing |"
+    assert header in page
+    by_given = page[page.index(header):]
+    row = next(line for line in by_given if line.startswith("| ours - zero-fill-long |")).split(" | ")[1:]
     assert row[0].startswith("**-10.0 [-10.0, -10.0]") and row[1] == row[2] == "+0.0 [+0.0, +0.0]"
     assert row[3].startswith("**+10.0 [+10.0, +10.0]")
-    singles = keyed_values([c for c in cells if c.key.method == "ours"], "mean", given=1)
-    expected = bootstrap_mean(singles)
-    by_given = page[page.index("| Method | 1 sequence | 2 sequences | 3 sequences | all 4 |"):]
-    assert next(line for line in by_given if line.startswith("| ours | ")).split(" | ")[1] == expected.format()
+    # FLAIR and T1ce given: FC, FC1, FC2 (+0) and FC12 (+10); missing: the 4 single sequences (-10) of 11 sets
+    assert row[4].startswith("**+2.5 [+2.5, +2.5]") and row[5].startswith("**-3.6 [-3.6, -3.6]")
+    singles = keyed_values([c for c in cells if c.key.method == "ours"], "mean", GIVEN_GROUPS["1 sequence"])
+    assert next(line for line in by_given if line.startswith("| ours | ")).split(" | ")[1] == bootstrap_mean(
+        singles).format()
+    per_scenario = page[page.index("| Scenario | ours - zero-fill-long |"):]
+    rows = dict(tuple(cell.strip() for cell in line.strip("|").split("|")) for line in per_scenario[2:17])
+    assert list(rows) == [s.short for s in SCENARIOS]
+    assert rows["F"].startswith("**-10.0") and rows["FC"] == "+0.0 [+0.0, +0.0]"
+    assert rows["FC12"].startswith("**+10.0")
