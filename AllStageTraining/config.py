@@ -371,7 +371,8 @@ def preset(name: str) -> RunConfig:
         cfg = RunConfig(preset="cpu")
         cfg.data = DataConfig(crop_size=(64, 64, 64))
         # windows of the training crop: +12 (ours) and +4 (zero-fill) Dice points over one whole-brain pass on
-        # the science check's validation cases (issue 10; README, "Inference in windows of the training crop")
+        # the science grid's validation cases (issue 10; docs/science/HISTORY.md, "Inference in windows of the
+        # training crop")
         cfg.inference = InferenceConfig(window=CROP_WINDOW, overlap=0.25)
         cfg.net = NetConfig(width=8, levels=4, groups=4)
         cfg.mae = MAEConfig(patch_size=8, fill_grid=(12, 12, 12))
