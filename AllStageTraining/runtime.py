@@ -140,7 +140,9 @@ def code_version() -> dict[str, Any]:
     """The package code that runs: ``{"package": version, "commit": git HEAD or None, "modified": bool or None}``.
 
     ``commit`` is the 12-digit commit of the git work tree the package was imported from (None outside one, e.g.
-    in Slicer's Python); ``modified`` says whether the package's tracked files differ from it (None: unknown)."""
+    in Slicer's Python); ``modified`` says whether the package's tracked files differ from it (None: unknown;
+    new files git does not track are not looked at). Read once per process, at its first stage, as the code the
+    process imported then: a module imported later, after an edit or a commit, is not told apart."""
     from . import __version__
 
     package = Path(__file__).resolve().parent

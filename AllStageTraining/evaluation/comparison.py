@@ -6,12 +6,13 @@ cases and seeds (``bootstrap.bootstrap_mean``); two methods are compared by the 
 cases both scored (``bootstrap.paired_difference``), which cancels what the cases share.
 
 Inputs (:func:`write_comparison`): one :class:`CellResult` per finished cell (its ScenarioTable, links to its
-files, its wall time and the rows of its extra evaluations) and the :class:`GridDescription`. Outputs beside
+files, its wall time, the rows of its extra evaluations and its code) and the :class:`GridDescription`. Outputs beside
 the stem it is given (``OUT/comparison`` or ``OUT/comparison-val``):
 
 - ``<stem>.csv``: one row per cell: the mean Dice per region and overall, post-processed ET, the scored subset,
-  the wall time, the link to the cell's table and ``per_case_dice`` (JSON ``{case: {WT, TC, ET, mean}}``), from
-  which every interval can be recomputed (:func:`comparison_rows`);
+  the wall time, the code (``runtime.code_text``), the link to the cell's table and ``per_case_dice`` (JSON
+  ``{case: {WT, TC, ET, mean}}``), from which the intervals over all scenarios can be recomputed (those by the
+  sequences given and per scenario need the cells' tables) (:func:`comparison_rows`);
 - ``<stem>.md``: the command, per setting (and budget) the means with intervals, the paired differences to the
   baselines (``methods.BASELINES``), the ablations (``ours-*``) against ``ours``, the same by the sequences given
   (:data:`GIVEN_GROUPS`) and per scenario; with several budgets the learning curves and the convergence rule; the
@@ -49,9 +50,9 @@ SUBSET_NAMES: dict[str, str] = {"test": "test", "val": "validation"}
 #: Column groups of the "by the sequences given" table (scenario short names): how many sequences are given, and
 #: whether both sequences that show the tumour best (FLAIR its oedema, T1ce its enhancement) are among them.
 _TUMOUR_PAIR = (MODALITIES.index("flair"), MODALITIES.index("t1ce"))
+COUNT_GROUPS: tuple[str, ...] = ("1 sequence", "2 sequences", "3 sequences", "all 4")
 GIVEN_GROUPS: dict[str, frozenset[str]] = {
-    **{name: frozenset(s.short for s in SCENARIOS if sum(s.mask) == n)
-       for n, name in ((1, "1 sequence"), (2, "2 sequences"), (3, "3 sequences"), (4, "all 4"))},
+    **{name: frozenset(s.short for s in SCENARIOS if sum(s.mask) == n) for n, name in enumerate(COUNT_GROUPS, 1)},
     "FLAIR and T1ce": frozenset(s.short for s in SCENARIOS if all(s.mask[i] for i in _TUMOUR_PAIR)),
     "FLAIR or T1ce missing": frozenset(s.short for s in SCENARIOS if not all(s.mask[i] for i in _TUMOUR_PAIR)),
 }
@@ -253,7 +254,8 @@ def _order(grid: GridDescription):
 # --------------------------------------------------------------------------------------------- CSV rows
 def comparison_rows(cells: Sequence[CellResult], grid: GridDescription) -> list[dict]:
     """One flat row per cell (the CSV), ordered by setting, budget, seed and method; ``per_case_dice`` holds
-    the per-case means as JSON so that every interval can be recomputed from the CSV alone."""
+    the per-case means over the scenarios as JSON, so that the intervals over all scenarios can be recomputed
+    from the CSV alone."""
     rows = []
     for cell in sorted(cells, key=_order(grid)):
         means, per_case = cell.table.overall_means("dice"), case_means(cell.table)
@@ -309,8 +311,10 @@ def _settings_sections(groups: CellGroups, grid: GridDescription) -> list[str]:
         lines += _difference_table(groups, tag, budget, [(m, ABLATED) for m in ablations],
                                    f"Ablations: paired difference to `{ABLATED}` (Dice points; negative: the part "
                                    "removed was helping):")
-        lines += _given_table(groups, grid, tag, budget)
-        lines += _scenario_table(groups, grid, tag, budget)
+        methods = [m for m in grid.methods if groups.has(tag, budget, m)]
+        scored = _scored_scenarios(groups, tag, budget, methods)
+        lines += _given_table(groups, tag, budget, methods, scored)
+        lines += _scenario_table(groups, tag, budget, methods, scored)
         lines.append("")
     return lines
 
@@ -321,18 +325,17 @@ def _scored_scenarios(groups: CellGroups, tag: str, budget, methods: Sequence[st
 
 
 def _compared_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
-    """(method, reference): every other method against each baseline, the ablations against ``ours``."""
+    """(method, reference): every method that is not a baseline against each baseline, the ablations against
+    ``ours``."""
     pairs = [(m, r) for r in BASELINES if r in methods for m in methods if m not in BASELINES]
     return pairs + [(m, ABLATED) for m in methods if m.startswith(ABLATION_PREFIX) and ABLATED in methods]
 
 
-def _given_table(groups: CellGroups, grid: GridDescription, tag: str, budget) -> list[str]:
-    """Mean Dice over the scenario groups of :data:`GIVEN_GROUPS` (1, 2, 3, 4 sequences; FLAIR and T1ce given or
-    not) that the cells scored, and the paired differences of the other methods to each baseline (ablations: to
-    ``ours``); empty when the cells scored one number of sequences only."""
-    methods = [m for m in grid.methods if groups.has(tag, budget, m)]
-    scored = _scored_scenarios(groups, tag, budget, methods)
-    if sum(1 for n in range(1, 5) if any(sum(s.mask) == n and s.short in scored for s in SCENARIOS)) < 2:
+def _given_table(groups: CellGroups, tag: str, budget, methods: Sequence[str], scored: set[str]) -> list[str]:
+    """Mean Dice of ``methods`` over the scenario groups of :data:`GIVEN_GROUPS` (1, 2, 3, 4 sequences; FLAIR and
+    T1ce given or not) among the ``scored`` scenarios, and the paired differences of :func:`_compared_pairs`;
+    empty when the cells scored one number of sequences only."""
+    if sum(1 for name in COUNT_GROUPS if GIVEN_GROUPS[name] & scored) < 2:
         return []
     columns = {name: shorts for name, shorts in GIVEN_GROUPS.items() if shorts & scored}
     lines = ["", "By the sequences given (mean Dice over those scenarios; differences paired):", "",
@@ -344,12 +347,11 @@ def _given_table(groups: CellGroups, grid: GridDescription, tag: str, budget) ->
     return lines
 
 
-def _scenario_table(groups: CellGroups, grid: GridDescription, tag: str, budget) -> list[str]:
-    """Per scored scenario, the paired differences of :func:`_compared_pairs` (mean Dice points over the cases);
-    empty with one scenario or no pair."""
-    methods = [m for m in grid.methods if groups.has(tag, budget, m)]
+def _scenario_table(groups: CellGroups, tag: str, budget, methods: Sequence[str], scored: set[str]) -> list[str]:
+    """Per ``scored`` scenario, the paired differences of :func:`_compared_pairs` (mean Dice points over the
+    cases); empty with one scenario or no pair."""
     pairs = _compared_pairs(methods)
-    scored = [s.short for s in SCENARIOS if s.short in _scored_scenarios(groups, tag, budget, methods)]
+    scored = [s.short for s in SCENARIOS if s.short in scored]
     if len(scored) < 2 or not pairs:
         return []
     lines = ["", "Per scenario (the sequences given; paired differences, Dice points):", "",
@@ -509,12 +511,14 @@ def _cells_section(cells: Sequence[CellResult], grid: GridDescription) -> list[s
 
 
 def _code_lines(cells: Sequence[CellResult]) -> list[str]:
-    """A warning when the cells were made by more than one code version (commits; see the Cells table)."""
+    """A warning unless every cell recorded one and the same unmodified commit (see the Cells table): cells of
+    several commits, cells that did not record theirs, and modified checkouts (whose edits may differ)."""
     counts = Counter(cell.code or "not recorded" for cell in cells)
-    if len(counts) < 2:
+    if len(counts) < 2 and not any(code == "not recorded" or "+modified" in code for code in counts):
         return []
-    return ["Code: the cells were trained and scored by different code (git commits from `runtime.json`): "
-            + "; ".join(f"{code} ({n} cell{'s' if n > 1 else ''})" for code, n in sorted(counts.items()))
+    return ["Code: the cells were not all made by one recorded, unmodified commit (git commits from "
+            "`runtime.json`): " + "; ".join(f"{code} ({n} cell{'s' if n > 1 else ''})"
+                                           for code, n in sorted(counts.items()))
             + ". Compare such cells only where the training and evaluation code did not change between them.", ""]
 
 

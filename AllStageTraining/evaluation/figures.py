@@ -129,11 +129,12 @@ def method_comparison(tables_by_method: Mapping, png: str | Path, *, variant: st
 
 
 def _error_bars(intervals) -> tuple[np.ndarray, np.ndarray]:
-    """(heights, 2 x n asymmetric error sizes) in percent from ``bootstrap.Interval``s (None: NaN)."""
+    """(heights, 2 x n asymmetric error sizes) in percent from ``bootstrap.Interval``s (None: NaN). Sizes are
+    clipped at 0: where every value is the same, the mean can sit a rounding error outside its interval."""
     mean = np.array([np.nan if i is None else i.mean for i in intervals], dtype=float) * 100.0
     low = np.array([np.nan if i is None else i.low for i in intervals], dtype=float) * 100.0
     high = np.array([np.nan if i is None else i.high for i in intervals], dtype=float) * 100.0
-    return mean, np.nan_to_num(np.vstack([mean - low, high - mean]))
+    return mean, np.clip(np.nan_to_num(np.vstack([mean - low, high - mean])), 0.0, None)
 
 
 def interval_bars(groups: list[str], values: Mapping[str, Mapping[str, list]], png: str | Path, *,

@@ -91,7 +91,8 @@ def test_merged_folders_give_one_comparison_paired_over_the_same_cases(tmp_path)
     line = next(x for x in page.splitlines() if x.startswith("| ours | zero-fill-long |"))
     assert line.split(" | ")[5].strip("*") == expected
     assert f"`{first}`, made by `experiment first`" in page and f"`{second}`, made by `experiment second`" in page
-    assert "different code (git commits from `runtime.json`): 0123456789ab (2 cells); not recorded (4 cells)" in page
+    assert ("not all made by one recorded, unmodified commit (git commits from `runtime.json`): 0123456789ab (2 "
+            "cells); not recorded (4 cells)") in page
 
 
 def test_folders_that_cannot_be_compared_cell_against_cell_are_refused(tmp_path, capsys):

@@ -164,3 +164,33 @@ def test_the_table_by_sequences_given_separates_where_a_method_gains_from_where_
     assert list(rows) == [s.short for s in SCENARIOS]
     assert rows["F"].startswith("**-10.0") and rows["FC"] == "+0.0 [+0.0, +0.0]"
     assert rows["FC12"].startswith("**+10.0")
+
+
+@pytest.mark.parametrize("codes, warned", [
+    (("0123456789ab", "0123456789ab"), False),
+    (("0123456789ab", "ba9876543210"), True),
+    (("0123456789ab+modified", "0123456789ab+modified"), True),  # the two checkouts' edits may differ
+    ((None, None), True),
+])
+def test_the_page_warns_unless_every_cell_recorded_one_unmodified_commit(tmp_path, codes, warned):
+    cells = [CellResult(CellKey("r0.5", seed, "ours", None), table("ours", 0.7, seed), {}, code=code)
+             for seed, code in enumerate(codes)]
+    grid = GridDescription(methods=("ours",), settings={"r0.5": "ratio 0.5"}, seeds=(0, 1))
+    write_comparison(tmp_path / "comparison", cells, grid)
+    page = (tmp_path / "comparison.md").read_text()
+    assert ("Code: the cells were not all made by one recorded, unmodified commit" in page) == warned
+
+
+def test_cells_that_scored_one_scenario_get_neither_the_by_sequences_nor_the_per_scenario_table(tmp_path):
+    cells = []
+    for seed in (0, 1):
+        for method, level in (("ours", 0.7), ("zero-fill", 0.6)):
+            full = ScenarioTable(method)
+            for case in CASES:
+                full.add(case, "FC12", {r: (level, 5.0) for r in REGIONS})
+            cells.append(CellResult(CellKey("r0.5", seed, method, None), full, {}))
+    grid = GridDescription(methods=("ours", "zero-fill"), settings={"r0.5": "ratio 0.5"}, seeds=(0, 1))
+    write_comparison(tmp_path / "comparison", cells, grid)
+    page = (tmp_path / "comparison.md").read_text()
+    assert "| ours | zero-fill | **+10.0" in page  # the difference over the one scenario is still there
+    assert "By the sequences given" not in page and "Per scenario" not in page
