@@ -325,9 +325,11 @@ def _scored_scenarios(groups: CellGroups, tag: str, budget, methods: Sequence[st
 
 
 def _compared_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
-    """(method, reference): every method that is not a baseline against each baseline, the ablations against
-    ``ours``."""
+    """(method, reference): every method that is not a baseline against each baseline, each baseline against
+    the baselines before it in ``methods.BASELINES`` (``zero-fill-long - zero-fill``: what the longer training
+    alone gives), the ablations against ``ours``."""
     pairs = [(m, r) for r in BASELINES if r in methods for m in methods if m not in BASELINES]
+    pairs += [(m, r) for i, m in enumerate(BASELINES) if m in methods for r in BASELINES[:i] if r in methods]
     return pairs + [(m, ABLATED) for m in methods if m.startswith(ABLATION_PREFIX) and ABLATED in methods]
 
 

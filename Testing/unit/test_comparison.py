@@ -194,3 +194,11 @@ def test_cells_that_scored_one_scenario_get_neither_the_by_sequences_nor_the_per
     page = (tmp_path / "comparison.md").read_text()
     assert "| ours | zero-fill | **+10.0" in page  # the difference over the one scenario is still there
     assert "By the sequences given" not in page and "Per scenario" not in page
+
+
+def test_the_groups_compare_each_method_with_each_baseline_the_longer_baseline_with_the_shorter_and_ablations():
+    from AllStageTraining.evaluation.comparison import _compared_pairs
+
+    assert _compared_pairs(("ours", "zero-fill", "zero-fill-long", "ours-no-distill")) == [
+        ("ours", "zero-fill"), ("ours-no-distill", "zero-fill"), ("ours", "zero-fill-long"),
+        ("ours-no-distill", "zero-fill-long"), ("zero-fill-long", "zero-fill"), ("ours-no-distill", "ours")]
