@@ -102,6 +102,9 @@ _ENTRIES: tuple[Method, ...] = (
            overrides={"seg.w_logit_distill": 0.0, "seg.w_feat_distill": 0.0}),
     Method("ours-no-personal", "ours without personalization (seg.personalize = none)",
            has_mae=True, objective=CO_DISTILLATION, personalizes=False),
+    Method("ours-no-mae", "ours without the MAE and so without co-distillation: the personalized segmenter trained "
+                          "by dropout zero-fill for the compute of both stages (zero-fill-long + the hyper-network)",
+           has_mae=False, objective=ZERO_FILL, personalizes=True, derive=_stage1_budget_to_stage2),
 )
 
 #: name -> Method, in the order tables list them.

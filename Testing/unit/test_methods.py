@@ -21,7 +21,7 @@ def test_the_registry_holds_the_compared_methods_in_table_order():
     assert method_names()[:4] == ("ours", "zero-fill", "zero-fill-long", "m3ae-style")
     assert {"ours-no-da", "ours-no-distill", "ours-no-personal"} <= set(method_names())
     assert all(METHODS[name].name == name and METHODS[name].description for name in method_names())
-    assert [m for m in method_names() if not get_method(m).has_mae] == ["zero-fill", "zero-fill-long"]
+    assert [m for m in method_names() if not get_method(m).has_mae] == ["zero-fill", "zero-fill-long", "ours-no-mae"]
     with pytest.raises(ValueError, match="unknown method 'unet'; expected one of ours, zero-fill"):
         get_method("unet")
 
@@ -38,7 +38,7 @@ def test_each_method_switches_off_its_own_part_only():
     assert {cfgs[m].seg.personalize for m in ("zero-fill", "m3ae-style")} == {"none"}
     for name, cfg in cfgs.items():  # everything a comparison holds fixed is the same for every method
         assert cfg.data == base.data and cfg.net == base.net and cfg.seed == base.seed, name
-        if name != "zero-fill-long":
+        if name not in ("zero-fill-long", "ours-no-mae"):
             assert cfg.optim_mae == base.optim_mae and cfg.optim_seg == base.optim_seg, name
     assert cfgs["ours-no-da"].seg == cfgs["ours"].seg and cfgs["ours-no-distill"].mae == cfgs["ours"].mae
 
@@ -59,6 +59,9 @@ def test_zero_fill_long_gets_the_steps_of_both_stages():
     with pytest.raises(ConfigError, match="optim_mae: steps and batch size must be at least 1"):
         long.with_fields({"method": "ours"}).validate()
     assert get_method("zero-fill-long").objective == ZERO_FILL
+    no_mae = configure(base, "ours-no-mae")  # zero-fill-long with the hyper-network: only personalization differs
+    assert (no_mae.optim_seg.steps, no_mae.optim_mae.steps, no_mae.seg.personalize) == (50, 0, "both")
+    assert no_mae.to_dict() == long.with_fields({"method": "ours-no-mae", "seg.personalize": "both"}).to_dict()
 
 
 def test_a_new_entry_is_one_line_and_inconsistent_ones_are_refused():
