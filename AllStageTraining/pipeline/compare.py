@@ -8,8 +8,8 @@ cases of its split, and the folders' splits of a (setting, seed) must be equal (
 training-time sequence draws); a cell (setting, seed, budget, method) may come from one folder only. Only the
 cells' evaluations are read (``<cell>/eval/`` or ``eval-val/``), so folders that kept their tables but not
 their weights (those under ``docs/science``) can be merged too. Each cell's code (the git commit its
-``runtime.json`` records) is shown, with a warning when the cells' code differs; whether a change between two
-commits matters for training or evaluation is for the reader to check.
+``runtime.json`` records) is shown, with a warning unless all cells recorded one and the same unmodified
+commit; whether a change between two commits matters for training or evaluation is for the reader to check.
 """
 
 from __future__ import annotations
