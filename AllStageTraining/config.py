@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .methods import DEFAULT_METHOD
+
 
 class ConfigError(ValueError):
     """A configuration that cannot be used (unknown field, bad value, file not found); says which and why."""
@@ -146,7 +148,7 @@ _STAGE_GROUPS: dict[str, tuple[str, ...]] = {
 class RunConfig:
     preset: str = "paper"
     seed: int = 0
-    method: str = "ours"  # a name in methods.METHODS (ours, zero-fill, m3ae-style, the ablations, ...)
+    method: str = DEFAULT_METHOD  # a name in methods.METHODS (ours-display-mae, ours, zero-fill, the ablations, ...)
     data: DataConfig = field(default_factory=DataConfig)
     net: NetConfig = field(default_factory=NetConfig)
     mae: MAEConfig = field(default_factory=MAEConfig)

@@ -63,6 +63,14 @@ class Method:
             raise ValueError(f"method {self.name!r}: the {self.objective} objective needs the stage-1 MAE")
         object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
 
+    @property
+    def completes_inputs(self) -> bool:
+        """Whether the MAE's completions of the missing sequences feed the segmenter (in training and in
+        ``predict``). False for a display-only MAE (a zero-fill objective): the segmenter sees missing sequences
+        as zero, is trained without the MAE (nor initialized from it), and the MAE only synthesizes the
+        missing sequences for the viewer."""
+        return self.has_mae and self.objective != ZERO_FILL
+
     def settings(self, cfg: "RunConfig") -> dict[str, Any]:
         """Every dotted field this method sets on ``cfg`` (overrides, personalization, then the derived rule)."""
         fields: dict[str, Any] = {"method": self.name, **self.overrides}
@@ -105,7 +113,17 @@ _ENTRIES: tuple[Method, ...] = (
     Method("ours-no-mae", "ours without the MAE and so without co-distillation: the personalized segmenter trained "
                           "by dropout zero-fill for the compute of both stages (zero-fill-long + the hyper-network)",
            has_mae=False, objective=ZERO_FILL, personalizes=True, derive=_stage1_budget_to_stage2),
+    Method("ours-display-mae", "the default: ours-no-mae's segmenter (personalized, dropout zero-fill, never sees "
+                               "an MAE completion) for the labels, plus ours' stage-1 MAE that only synthesizes the "
+                               "missing sequences for display; its segmenter trains optim_seg.steps (give it "
+                               "stage 1's steps too to match ours-no-mae)",
+           has_mae=True, objective=ZERO_FILL, personalizes=True),
 )
+
+#: The method ``RunConfig`` and every command train when none is named: labels from the personalized zero-fill
+#: segmenter, which led every method of the science grid (README, Results), and the missing sequences
+#: synthesized by the MAE for the viewer.
+DEFAULT_METHOD = "ours-display-mae"
 
 #: name -> Method, in the order tables list them.
 METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in _ENTRIES})

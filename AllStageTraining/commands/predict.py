@@ -110,7 +110,7 @@ def _single(args, predictor, progress: _Progress) -> None:
         raise InputError("nothing to write: pass --out-seg FILE, --out-recon-dir DIR and/or --out-brain-mask FILE")
     prediction = predictor.predict(images, reference=args.reference, postprocess=args.postprocess_et,
                                    progress=progress.span(0.05, 0.9), skull_strip=args.skull_strip,
-                                   register=args.register)
+                                   register=args.register, synthesize=bool(args.out_recon_dir))
     for line in prediction.log:
         _say(f"LOG {line}")
     progress.span(0.9, 1.0)(0.0, "writing outputs")

@@ -12,8 +12,9 @@ HELP = "stage 2: train the segmenter (co-distillation, or a baseline) with a tra
 
 def add_arguments(parser) -> None:
     add_training_options(parser, stage="seg")
-    parser.add_argument("--mae", type=Path, help="stage-1 output folder (holds model.safetensors); not for methods "
-                        "without an MAE (zero-fill)")
+    parser.add_argument("--mae", type=Path, help="stage-1 output folder (holds model.safetensors); only for methods "
+                        "whose MAE completes the segmenter's inputs (ours, m3ae-style, the ours-* ablations but "
+                        "ours-no-mae; not zero-fill or ours-display-mae)")
     add_method_options(parser)
 
 
@@ -32,7 +33,7 @@ def _train(args) -> int:
     device, cfg = setup(args, training_fields(args, stage="seg"))
     if args.print_config:
         return print_config(cfg)
-    if get_method(cfg.method).has_mae and args.mae is None:
+    if get_method(cfg.method).completes_inputs and args.mae is None:
         raise UsageError(f"method {cfg.method} needs --mae DIR (the output folder of train-mae)")
     try:
         path = train_seg(cfg, args.split, args.mae, args.out, resume=args.resume, device=device)

@@ -1,8 +1,8 @@
 """Does the scenario prompt matter? The 15 x 15 prompt-sensitivity table, and the real-vs-synthesized check.
 
 For every test case (all four sequences real), every row scenario S and every column scenario P: the case is
-given only the sequences of S, the MAE completes the others (as at inference), and the segmenter runs with the
-prompt of P. Cell (S, P) holds the Dice of WT, TC and ET. A model that uses its prompt scores best on the
+given only the sequences of S, the MAE completes the others (as at inference: where the MAE is for display only,
+the others stay zero), and the segmenter runs with the prompt of P. Cell (S, P) holds the Dice of WT, TC and ET. A model that uses its prompt scores best on the
 diagonal (P = S); one that ignores it has flat rows.
 
 The same table answers a second question: column FC12 says how the model fares when completions are passed off
@@ -51,7 +51,7 @@ def case_prompt_table(predictor, case, scenarios: Iterable = SCENARIOS) -> list[
         available = torch.tensor([given.mask], dtype=torch.bool, device=device)
         visible = available[:, :, None, None, None]
         inputs = image * visible
-        if given.missing and predictor.mae is not None:
+        if given.missing and predictor.completes_inputs:
             recon = predictor.run_network(lambda v, b: predictor.mae(v, visible, b), inputs, (z, y, x), given)
             inputs = predictor.mae.merge(inputs, recon, available, brain)
         for prompt in scenarios:

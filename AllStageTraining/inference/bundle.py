@@ -5,6 +5,8 @@ MAE) and ``seg.<key>`` (the segmenter, its hyper-network and its scenario-embedd
 ``bundle.json`` holds, as plain JSON:
 
 - ``format`` / ``format_version`` (checked on load), ``package_version``, ``created`` (UTC, ISO 8601)
+- ``method``, ``has_mae`` and ``mae_completes_inputs`` (whether the MAE's completions feed the segmenter, or
+  only show the missing sequences; ``methods.Method.completes_inputs``)
 - ``modalities`` (channel order), ``scenarios`` (the 15, with short name, sequences and prompt text)
 - ``preprocessing`` (orientation, brain mask, crop margin, z-score and clip range, ``pad_multiple``: the
   network's ``net.size_divisor``)
@@ -133,6 +135,7 @@ def bundle_metadata(
         "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         "method": cfg.method,
         "has_mae": get_method(cfg.method).has_mae,
+        "mae_completes_inputs": get_method(cfg.method).completes_inputs,
         "modalities": list(MODALITIES),
         "scenarios": [
             {"index": s.index, "short": s.short, "modalities": list(s.modalities), "prompt": s.prompt}

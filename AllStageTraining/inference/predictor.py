@@ -10,7 +10,9 @@ Steps of ``Predictor.predict`` (one case):
 2. ``data.preprocess.load_case``: orient to LPS, crop to the brain box, z-score per sequence;
 3. zero-pad the crop at the end of each axis to a multiple of ``2**(levels-1)``;
 4. when a sequence is missing, the MAE completes it (``MultimodalMAE.complete``; its learned fill is sampled
-   over the crop's normalized box, [-1, 1] per axis spanning the crop); no MAE pass when all four are present;
+   over the crop's normalized box, [-1, 1] per axis spanning the crop); no MAE pass when all four are present.
+   Where the method's MAE only synthesizes for display (``Method.completes_inputs`` False, the default
+   ``ours-display-mae``), the completions are returned but the segmenter gets the missing channels as zero;
 5. the segmenter runs with the scenario index of the present set; WT/TC/ET are thresholded
    (``cfg.inference.threshold``) and turned into BraTS labels (``data.labels.labels_from_regions``); labels
    outside the brain mask are 0; optional BraTS ET post-processing;
@@ -44,6 +46,7 @@ import torch
 
 from ..config import RunConfig
 from ..constants import MODALITIES, MODALITY_DISPLAY, Scenario, scenario_from_mask
+from ..methods import get_method
 from ..nets.unet import use_channels_last
 from ..runtime import autocast, resolve_device, resolve_precision
 from .errors import InputError
@@ -215,7 +218,8 @@ class Predictor:
 
     Args:
         cfg: the run's configuration (network shapes, inference window/overlap/threshold/post-processing).
-        mae: the stage-1 ``MultimodalMAE`` or None (``zero-fill``: absent channels stay 0).
+        mae: the stage-1 ``MultimodalMAE`` or None (``zero-fill``: absent channels stay 0). It completes the
+            segmenter's inputs, or only synthesizes for display, as ``cfg.method`` says (``completes_inputs``).
         segmenter: the stage-2 ``PersonalizedSegmenter``.
         device: "auto", "cpu", "cuda" or a torch.device.
         meta: free-form description of where the networks came from (``bundle.json`` for bundles).
@@ -235,6 +239,8 @@ class Predictor:
         self.precision = resolve_precision(precision, self.device)
         self.precision_choice = precision
         self.mae = None if mae is None else mae.to(self.device).eval()
+        #: Whether the MAE's completions feed the segmenter (else it only synthesizes sequences for display).
+        self.completes_inputs = mae is not None and get_method(cfg.method).completes_inputs
         self.segmenter = segmenter.to(self.device).eval()
         self.channels_last = self.device.type == "cpu" if channels_last is None else bool(channels_last)
         if self.channels_last:
@@ -341,6 +347,35 @@ class Predictor:
                 out[modality] = values.mul_(brain).cpu().numpy()
         return out
 
+    def _runs_mae(self, synthesize: bool) -> bool:
+        """Whether a case with missing sequences needs the MAE pass: for the labels, or for the synthesized
+        sequences asked for."""
+        return self.mae is not None and (synthesize or self.completes_inputs)
+
+    def _complete(self, x: torch.Tensor, case, scenario: Scenario, crop, synthesize: bool, log: list[str],
+                  report: ProgressFn) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+        """The segmenter's input (``x`` completed by the MAE, or ``x`` itself where the MAE is for display only or
+        absent) and the synthesized sequences asked for (``_synthesized``; none without an MAE or when
+        ``synthesize`` is False). ``x``: the padded (1, 4, Z, Y, X) input with the missing channels zero."""
+        names = ", ".join(MODALITY_DISPLAY[m] for m in scenario.missing)
+        if not self._runs_mae(synthesize):
+            log.append(f"missing sequences are zero-filled ({self.cfg.method}"
+                       + (": no MAE in this model)" if self.mae is None else "; synthesis not asked for)"))
+            return x, {}
+        report(0.3, "reconstructing " + names)
+        available = torch.tensor([scenario.mask], dtype=torch.bool, device=self.device)
+        visible = available[:, :, None, None, None]
+        recon = self.run_network(lambda v, box: self.mae(v, visible, box), x, case.brain.shape, scenario)
+        completed = self.mae.merge(x, recon, available, self._padded_brain(case, x.shape[2:]))
+        del recon
+        synthesized = self._synthesized(completed, case, scenario, crop) if synthesize else {}
+        if self.completes_inputs:
+            log.append(f"reconstructed {names} with the MAE")
+            return completed, synthesized
+        log.append(f"reconstructed {names} with the MAE for display; the segmenter ({self.cfg.method}) sees them "
+                   "as zero, as it was trained")
+        return x, synthesized
+
     def _postprocess(self, labels: np.ndarray, case, log: list[str]) -> np.ndarray:
         from ..evaluation.metrics import postprocess_et
 
@@ -353,7 +388,8 @@ class Predictor:
 
     @torch.inference_mode()
     def predict(self, images: Mapping[str, object], *, reference: str | None = None, postprocess: bool | None = None,
-                progress: ProgressFn | None = None, skull_strip: str = "auto", register: str = "auto") -> Prediction:
+                progress: ProgressFn | None = None, skull_strip: str = "auto", register: str = "auto",
+                synthesize: bool = True) -> Prediction:
         """Segment one case from the given sequences.
 
         images: modality -> file path, SimpleITK image or None (missing); at least one must be given.
@@ -362,6 +398,8 @@ class Predictor:
         progress: called with (fraction, stage words), reaching 1.0 at the end.
         skull_strip, register: "auto" (when the checks find it needed), "always" or "never"
         (``data.prepare_inputs``); brain extraction runs on this predictor's device.
+        synthesize: return the MAE's synthesized sequences. False skips the MAE pass where the labels do not
+        need it (a display-only MAE, ``Method.completes_inputs``); the labels are the same either way.
         Raises InputError for unusable inputs (none given, unreadable, empty, all NaN, bad reference, a brain
         mask that cannot be a brain, brain extraction needed but deepbet not installed).
         """
@@ -394,19 +432,10 @@ class Predictor:
 
         crop = (0, slice(None), slice(0, crop_shape[0]), slice(0, crop_shape[1]), slice(0, crop_shape[2]))
         synthesized: dict[str, np.ndarray] = {}
-        if scenario.missing and self.mae is not None:
-            report(0.3, "reconstructing " + ", ".join(MODALITY_DISPLAY[m] for m in scenario.missing))
-            available = torch.tensor([scenario.mask], dtype=torch.bool, device=self.device)
-            visible = available[:, :, None, None, None]
-            recon = self.run_network(lambda v, box: self.mae(v, visible, box), x, crop_shape, scenario)
-            x = self.mae.merge(x, recon, available, self._padded_brain(case, x.shape[2:]))
-            del recon
-            synthesized = self._synthesized(x, case, scenario, crop)
-            log.append(f"reconstructed {', '.join(MODALITY_DISPLAY[m] for m in scenario.missing)} with the MAE")
-            laps.lap("reconstruct")
-        elif scenario.missing:
-            log.append(f"no MAE in this model ({self.cfg.method}): missing sequences are zero-filled")
-
+        if scenario.missing:
+            x, synthesized = self._complete(x, case, scenario, crop, synthesize, log, report)
+            if self._runs_mae(synthesize):
+                laps.lap("reconstruct")
         report(0.55, "segmenting")
         padded = tuple(x.shape[2:])
         index = torch.tensor([scenario.index], device=self.device)

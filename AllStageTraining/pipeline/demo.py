@@ -6,11 +6,11 @@ evaluation from the predictions already written (both through ``train_and_evalua
 
 1. ``synth``          synthetic cases on the MNI152 anatomy at 2 mm (``OUT/data``)
 2. ``prepare``        split with training missing ratio 0.5 (``OUT/split.json``)
-3. ``ours-mae``       stage 1, the multimodal MAE (``OUT/runs/ours/mae``)
-4. ``ours-seg``       stage 2, the personalized segmenter (``OUT/runs/ours/seg``)
+3. ``ours-mae``       stage 1, the multimodal MAE of the default method (``OUT/runs/ours-display-mae/mae``)
+4. ``ours-seg``       stage 2, its personalized segmenter (``OUT/runs/ours-display-mae/seg``)
 5. ``zero-fill-seg``  the zero-fill baseline on the same data, crops, width, steps and seed
 6. ``ours-eval``, ``zero-fill-eval``  all 15 scenarios on the test cases (``OUT/runs/<method>/eval``)
-7. ``export``         the model bundle of ``ours`` (``OUT/demo_bundle.zip``)
+7. ``export``         the model bundle of the default method (``OUT/demo_bundle.zip``)
 8. ``report``         ``OUT/report/report.md`` and ``report.html`` with figures
 
 Offline there are no pretrained CLIP weights, so the demo embeds the scenario prompts with an *untrained*
@@ -31,12 +31,12 @@ from ..config import RunConfig
 from ..exit_codes import UsageError
 from ..fileio import atomic_write_json
 from ..layout import DemoFolder
-from ..methods import configure
+from ..methods import DEFAULT_METHOD, configure
 from .run import train_and_evaluate
 
 MISSING_RATIO = 0.5
 #: The method and the baseline the demo compares (the report's two columns).
-COMPARED: tuple[str, str] = ("ours", "zero-fill")
+COMPARED: tuple[str, str] = (DEFAULT_METHOD, "zero-fill")
 STAGES: tuple[str, ...] = ("synth", "prepare", "ours-mae", "ours-seg", "zero-fill-seg", "ours-eval",
                            "zero-fill-eval", "export", "report")
 UNTRAINED_WARNING = ("WARNING: no pretrained CLIP weights offline: the scenario prompts are embedded by an UNTRAINED "

@@ -222,7 +222,8 @@ def _stage2(cfg: RunConfig, split_path: Path, run: RunFolder, runtime: Runtime, 
     say(f"[{cfg.method}] stage 2 (segmenter, {method.objective}): {cfg.optim_seg.steps} steps on {runtime.device}")
     if runtime.is_main:
         run.record_runtime("seg", _training_record(runtime, cfg.optim_seg.precision))
-    train_seg(cfg, split_path, run.mae if method.has_mae else None, run.seg, resume=True, device=runtime.device)
+    train_seg(cfg, split_path, run.mae if method.completes_inputs else None, run.seg, resume=True,
+              device=runtime.device)
     return "trained"
 
 

@@ -18,6 +18,7 @@ from AllStageTraining.config import fingerprint_differences
 from AllStageTraining.constants import MODALITIES, MODALITY_DISPLAY, REGIONS, SCENARIOS, scenario_by_short
 from AllStageTraining.evaluation.scenario_eval import prediction_path
 from AllStageTraining.layout import DemoFolder
+from AllStageTraining.methods import get_method
 from AllStageTraining.report.writer import Report
 from AllStageTraining.runtime import code_text
 
@@ -173,9 +174,8 @@ def _introduction(r: Report, record: DemoRecord, identity: dict) -> None:
         f"**What was done.** {settings['n_cases']} synthetic brain-tumour cases at 2 mm were split into "
         f"{len(split['train'])} training, {len(split['val'])} validation and {len(split['test'])} test cases. "
         f"Half of the training cases (missing ratio {settings['missing_ratio']}) lost a random subset of their "
-        f"sequences, and no stage ever read the lost files. `{ours}` (multimodal MAE with distribution "
-        f"approximation, then co-distillation with the prompt-driven hyper-network) and the `{base}` baseline "
-        f"(missing sequences set to zero) were trained with the same data, crops ({settings['crop']}^3), network "
+        f"sequences, and no stage ever read the lost files. `{ours}` ({get_method(ours).description}) and the "
+        f"`{base}` baseline ({get_method(base).description}) were trained with the same data, crops ({settings['crop']}^3), network "
         f"width and steps ({settings['steps_mae']} MAE + {settings['steps_seg']} segmenter steps), and each was "
         f"tested on every test case in all 15 availability scenarios.")
     r.paragraph(

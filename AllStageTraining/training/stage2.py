@@ -198,8 +198,8 @@ def train_seg(
     Writes ``config.json``, ``checkpoint.pt``, ``tb/``, then ``model.safetensors`` (the segmenter's state dict,
     scenario embeddings included when personalized) and ``embeddings.json`` (the 15 prompt embeddings and the
     text encoder's identity; written when the segmenter uses them). ``mae_dir`` holds stage 1's
-    ``model.safetensors`` (ignored for methods without an MAE). ``cfg`` is set up for its method first
-    (``methods.configure``, idempotent) and validated.
+    ``model.safetensors`` (ignored unless the method's MAE completes the segmenter's inputs). ``cfg`` is set up
+    for its method first (``methods.configure``, idempotent) and validated.
     """
     from ..nets.build import build_models
 
@@ -209,7 +209,7 @@ def train_seg(
     out_dir = Path(out_dir)
     method = get_method(cfg.method)
     mae_path = Path(mae_dir) / MODEL_FILE if mae_dir is not None else None
-    if method.has_mae and (mae_path is None or not mae_path.is_file()):
+    if method.completes_inputs and (mae_path is None or not mae_path.is_file()):
         raise FileNotFoundError(f"method {method.name!r} needs a trained MAE: no {mae_path}; run train-mae first")
     if runtime.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -229,6 +229,8 @@ def train_seg(
     optim = cfg.optim_seg
     seed_everything(cfg.seed + 1)  # identical initial weights on every rank; not the MAE's draws
     mae, segmenter = build_models(cfg, embeddings)
+    if not method.completes_inputs:  # no MAE, or one for display only: the segmenter trains without it
+        mae = None
     if mae is not None:
         load_weights(mae, mae_path)
         segmenter.init_from_mae(mae)

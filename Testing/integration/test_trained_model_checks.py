@@ -1,4 +1,4 @@
-"""On a briefly trained tiny ``ours`` model: the prompt matters, the prompt-sensitivity table agrees with
+"""On briefly trained tiny ``ours`` and ``ours-display-mae`` models: the prompt matters, the prompt-sensitivity table agrees with
 ``predict``, the synthesis-quality rows are complete, and bfloat16 training tracks float32."""
 
 from __future__ import annotations
@@ -17,19 +17,22 @@ from AllStageTraining.evaluation.metrics import region_dice
 from AllStageTraining.evaluation.prompt_sensitivity import case_prompt_table, mean_table, write_prompt_tables
 from AllStageTraining.evaluation.synthesis_quality import case_synthesis_scores, region_scores, summarize
 from AllStageTraining.inference.predictor import Predictor
+from AllStageTraining.methods import configure
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_split, tmp_path_factory):
-    """(predictor, test case files, preprocessed test case) of a tiny ``ours`` run trained for 12 + 12 steps."""
+@pytest.fixture(scope="module", params=["ours", "ours-display-mae"])
+def trained(request, tiny_split, tmp_path_factory):
+    """(predictor, test case files, preprocessed test case) of a tiny run trained for 12 + 12 steps: ``ours``
+    (the MAE completes the segmenter's inputs) and the default ``ours-display-mae`` (it only synthesizes)."""
     from AllStageTraining.data.preprocess import load_case
     from AllStageTraining.data.splits import cases_for_split, load_split
     from AllStageTraining.pipeline.run import train_and_evaluate
 
-    cfg = preset("tiny").with_fields({"optim_mae.steps": 12, "optim_seg.steps": 12, "seg.embedding_norm": "centre"})
-    run = tmp_path_factory.mktemp("trained") / "ours"
+    cfg = configure(preset("tiny"), request.param).with_fields(
+        {"optim_mae.steps": 12, "optim_seg.steps": 12, "seg.embedding_norm": "centre"})
+    run = tmp_path_factory.mktemp("trained") / request.param
     train_and_evaluate(cfg, tiny_split, run, device="cpu", until="seg", log=lambda line: None)
     predictor = Predictor.from_run(run, device="cpu", precision="float32")
     files = cases_for_split(load_split(tiny_split), "test")[0]

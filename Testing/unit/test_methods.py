@@ -8,6 +8,7 @@ import pytest
 from AllStageTraining.config import ConfigError, preset
 from AllStageTraining.methods import (
     CO_DISTILLATION,
+    DEFAULT_METHOD,
     METHODS,
     ZERO_FILL,
     Method,
@@ -30,7 +31,8 @@ def test_each_method_switches_off_its_own_part_only():
     base = preset("tiny")
     cfgs = {m: configure(base, m) for m in method_names()}
     assert all(cfg.method == name for name, cfg in cfgs.items())
-    assert cfgs["ours"].to_dict() == base.to_dict()
+    assert cfgs["ours"].to_dict() == base.with_fields({"method": "ours"}).to_dict()
+    assert cfgs[DEFAULT_METHOD].to_dict() == base.to_dict()
     assert (cfgs["ours-no-da"].mae.w_pop, cfgs["ours-no-da"].mae.w_cons) == (0.0, 0.0)
     assert (cfgs["m3ae-style"].mae.w_pop, cfgs["m3ae-style"].mae.w_cons) == (0.0, 0.0)
     assert (cfgs["ours-no-distill"].seg.w_logit_distill, cfgs["ours-no-distill"].seg.w_feat_distill) == (0.0, 0.0)
@@ -41,6 +43,18 @@ def test_each_method_switches_off_its_own_part_only():
         if name not in ("zero-fill-long", "ours-no-mae"):
             assert cfg.optim_mae == base.optim_mae and cfg.optim_seg == base.optim_seg, name
     assert cfgs["ours-no-da"].seg == cfgs["ours"].seg and cfgs["ours-no-distill"].mae == cfgs["ours"].mae
+
+
+def test_the_default_segments_as_ours_no_mae_and_keeps_the_mae_for_display():
+    base = preset("tiny").with_fields({"optim_mae.steps": 30, "optim_seg.steps": 20})
+    display, no_mae = configure(base, DEFAULT_METHOD), configure(base, "ours-no-mae")
+    assert (display.optim_mae.steps, display.optim_seg.steps) == (30, 20)  # no budget rule: both stages as given
+    assert display.seg == no_mae.seg and display.net == no_mae.net and display.data == no_mae.data
+    method = get_method(DEFAULT_METHOD)
+    assert (method.has_mae, method.objective, method.personalizes, method.completes_inputs) == (True, ZERO_FILL, True,
+                                                                                                False)
+    assert [m for m in method_names() if get_method(m).completes_inputs] == [
+        m for m in method_names() if get_method(m).has_mae and m != DEFAULT_METHOD]
 
 
 def test_configure_is_idempotent_for_every_method():
