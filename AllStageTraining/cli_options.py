@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .config import PRESETS
-from .methods import method_names
+from .methods import DEFAULT_METHOD, method_names
 from .runtime import DEVICE_CHOICES
 
 PRESET_CHOICES: tuple[str, ...] = ("auto", *PRESETS)
@@ -57,7 +57,8 @@ def add_training_options(parser: argparse.ArgumentParser, *, stage: str) -> None
 
 def add_method_options(parser: argparse.ArgumentParser) -> None:
     """The method and its stage-2 switches, and the prompt encoder."""
-    parser.add_argument("--method", choices=method_names(), help="what to train (default ours; see README, methods)")
+    parser.add_argument("--method", choices=method_names(),
+                        help=f"what to train (default {DEFAULT_METHOD}; see README, methods)")
     parser.add_argument("--personalize", choices=("both", "head", "norm", "none"),
                         help="what the scenario hyper-network generates (personalizing methods)")
     parser.add_argument("--no-logit-distill", action="store_true", help="switch logit distillation off")

