@@ -107,6 +107,7 @@ class OptimConfig:
     val_every: int = 250  # steps; 0: only at the end
     ckpt_every: int = 100  # steps
     log_every: int = 10  # steps
+    stage1_steps: int = 0  # of ``steps``, those a method's equal-compute rule added from stage 1 (ours-display-mae)
 
     def fingerprint(self) -> dict[str, Any]:
         """Every field except the logging, validation and checkpoint cadence (which may change on resume)."""

@@ -72,8 +72,12 @@ class Method:
         return self.has_mae and self.objective != ZERO_FILL
 
     def settings(self, cfg: "RunConfig") -> dict[str, Any]:
-        """Every dotted field this method sets on ``cfg`` (overrides, personalization, then the derived rule)."""
-        fields: dict[str, Any] = {"method": self.name, **self.overrides}
+        """Every dotted field this method sets on ``cfg`` (overrides, personalization, then the derived rule). Steps
+        another method's rule added to the segmenter's (``optim_seg.stage1_steps``) are taken off first."""
+        fields: dict[str, Any] = {"method": self.name}
+        if cfg.optim_seg.stage1_steps:
+            fields.update({"optim_seg.steps": own_segmenter_steps(cfg), "optim_seg.stage1_steps": 0})
+        fields.update(self.overrides)
         if not self.personalizes:
             fields["seg.personalize"] = "none"
         if self.derive is not None:
@@ -84,6 +88,18 @@ class Method:
 def _stage1_budget_to_stage2(cfg: "RunConfig") -> dict[str, Any]:
     """Equal compute without an MAE: the segmenter also gets stage 1's steps (idempotent: stage 1 keeps 0)."""
     return {"optim_seg.steps": cfg.optim_mae.steps + cfg.optim_seg.steps, "optim_mae.steps": 0}
+
+
+def own_segmenter_steps(cfg: "RunConfig") -> int:
+    """The segmenter's steps before a method's rule added stage 1's (``optim_seg.stage1_steps``)."""
+    return cfg.optim_seg.steps - cfg.optim_seg.stage1_steps
+
+
+def _stage1_budget_added_to_stage2(cfg: "RunConfig") -> dict[str, Any]:
+    """Equal compute with the MAE kept: the segmenter trains its own steps plus stage 1's. ``optim_seg.stage1_steps``
+    records what was added, so that configuring again adds it once (and follows a changed stage-1 budget)."""
+    return {"optim_seg.steps": own_segmenter_steps(cfg) + cfg.optim_mae.steps,
+            "optim_seg.stage1_steps": cfg.optim_mae.steps}
 
 
 _ENTRIES: tuple[Method, ...] = (
@@ -114,10 +130,9 @@ _ENTRIES: tuple[Method, ...] = (
                           "by dropout zero-fill for the compute of both stages (zero-fill-long + the hyper-network)",
            has_mae=False, objective=ZERO_FILL, personalizes=True, derive=_stage1_budget_to_stage2),
     Method("ours-display-mae", "the default: ours-no-mae's segmenter (personalized, dropout zero-fill, never sees "
-                               "an MAE completion) for the labels, plus ours' stage-1 MAE that only synthesizes the "
-                               "missing sequences for display; its segmenter trains optim_seg.steps (give it "
-                               "stage 1's steps too to match ours-no-mae)",
-           has_mae=True, objective=ZERO_FILL, personalizes=True),
+                               "an MAE completion, trained for the steps of both stages) for the labels, plus ours' "
+                               "stage-1 MAE, which only synthesizes the missing sequences for display",
+           has_mae=True, objective=ZERO_FILL, personalizes=True, derive=_stage1_budget_added_to_stage2),
 )
 
 #: The method ``RunConfig`` and every command train when none is named: labels from the personalized zero-fill

@@ -34,13 +34,14 @@ def child_step_rate(spec: dict) -> dict:
     Adds ``ratio_to_baseline`` at the baseline's preset and crop."""
     set_threads(spec["threads"])
     from ..config import preset
+    from ..methods import configure
     from ..training.step_rate import stage_step_rate
 
     stage = spec["stage"]
     fields = {f"optim_{stage}.precision": spec["precision"]}
     if spec["crop"]:
         fields["data.crop_size"] = [spec["crop"]] * 3
-    cfg = preset(spec["preset"]).with_fields(fields)
+    cfg = configure(preset(spec["preset"]).with_fields(fields), "ours")  # stage 2: co-distillation, as the baseline
     result = stage_step_rate(stage, cfg, spec["device"], steps=spec["steps"], warmup=spec["warmup"])
     if spec["preset"] == "cpu" and list(result["crop_size"]) == [BASELINE_CROP] * 3:
         result["ratio_to_baseline"] = result["steps_per_s"] / BASELINE_STEPS_PER_S[stage]

@@ -1,4 +1,5 @@
-"""``train-seg``: stage 2: train the segmenter (co-distillation, or a baseline) with a trained MAE."""
+"""``train-seg``: stage 2: train the segmenter of a method (co-distillation from a trained MAE's completions, the
+default's dropout zero-fill with the hyper-network, or a baseline)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from ..cli_options import add_method_options, add_training_options
 from ..exit_codes import run_command
 
-HELP = "stage 2: train the segmenter (co-distillation, or a baseline) with a trained MAE"
+HELP = "stage 2: train the segmenter of a method (--mae DIR where its MAE completes the inputs, e.g. ours)"
 
 
 def add_arguments(parser) -> None:

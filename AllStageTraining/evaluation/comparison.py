@@ -34,7 +34,7 @@ import numpy as np
 
 from ..constants import FULL_SCENARIO, MODALITIES, MODALITY_DISPLAY, REGIONS, SCENARIOS
 from ..fileio import atomic_write_csv, atomic_write_text
-from ..methods import BASELINES, CONVERGENCE_METHOD, SYNTHESIS_COMPARED
+from ..methods import BASELINES, CONVERGENCE_METHOD, DEFAULT_METHOD, SYNTHESIS_COMPARED
 from .bootstrap import Interval, bootstrap_mean, paired_difference
 from .tables import ScenarioTable
 
@@ -43,6 +43,8 @@ PARTS: tuple[str, ...] = (*REGIONS, "mean")
 #: Ablations are the methods named ``ABLATION_PREFIX...``, compared with ``ABLATED``. The baselines every method
 #: is compared with and the methods whose synthesis is shown side by side are the registry's (``methods``).
 ABLATED, ABLATION_PREFIX = "ours", "ours-"
+#: Methods named like ablations that are not: the default, which combines two parts (``methods.DEFAULT_METHOD``).
+NOT_ABLATIONS: frozenset[str] = frozenset({DEFAULT_METHOD})
 #: The convergence rule: the smallest budget at which doubling the steps changes the mean Dice of
 #: ``methods.CONVERGENCE_METHOD`` in ``CONVERGENCE_SETTING`` by less than ``CONVERGENCE_POINTS`` Dice points.
 CONVERGENCE_SETTING, CONVERGENCE_POINTS = "r0", 2.0
@@ -300,7 +302,7 @@ def _difference_table(groups: CellGroups, tag: str, budget, pairs: list[tuple[st
 
 def _settings_sections(groups: CellGroups, grid: GridDescription) -> list[str]:
     lines = []
-    ablations = [m for m in grid.methods if m.startswith(ABLATION_PREFIX)]
+    ablations = [m for m in grid.methods if _is_ablation(m)]
     for tag, budget, heading in _sections(grid):
         if not any(groups.has(tag, budget, m) for m in grid.methods):
             continue
@@ -324,13 +326,18 @@ def _scored_scenarios(groups: CellGroups, tag: str, budget, methods: Sequence[st
             for case in cell.table.case_ids if cell.table.has(case, s.short)}
 
 
+def _is_ablation(method: str) -> bool:
+    """Whether ``method`` is an ablation of ``ABLATED`` (named ``ours-...``, and not in ``NOT_ABLATIONS``)."""
+    return method.startswith(ABLATION_PREFIX) and method not in NOT_ABLATIONS
+
+
 def _compared_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
     """(method, reference): every method that is not a baseline against each baseline, each baseline against
     the baselines before it in ``methods.BASELINES`` (``zero-fill-long - zero-fill``: what the longer training
     alone gives), the ablations against ``ours``."""
     pairs = [(m, r) for r in BASELINES if r in methods for m in methods if m not in BASELINES]
     pairs += [(m, r) for i, m in enumerate(BASELINES) if m in methods for r in BASELINES[:i] if r in methods]
-    return pairs + [(m, ABLATED) for m in methods if m.startswith(ABLATION_PREFIX) and ABLATED in methods]
+    return pairs + [(m, ABLATED) for m in methods if _is_ablation(m) and ABLATED in methods]
 
 
 def _given_table(groups: CellGroups, tag: str, budget, methods: Sequence[str], scored: set[str]) -> list[str]:

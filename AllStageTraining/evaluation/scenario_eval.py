@@ -89,7 +89,7 @@ class _Predictions:
             self._case_id = case.case_id
         inputs = {m: (image if m in scenario.modalities else None) for m, image in self._images.items()}
         start = time.perf_counter()
-        labels = self.predictor.predict(inputs, postprocess=False).labels
+        labels = self.predictor.predict(inputs, postprocess=False, synthesize=False).labels
         self.seconds += time.perf_counter() - start
         write_image_atomically(labels, path)
         self.computed += 1

@@ -25,6 +25,7 @@ from ..config import RunConfig, fingerprint_differences
 from ..data.splits import MissingSetting
 from ..exit_codes import UsageError
 from ..layout import ExperimentFolder, RunFolder
+from ..methods import own_segmenter_steps
 
 if TYPE_CHECKING:
     from ..evaluation.comparison import CellResult
@@ -118,10 +119,11 @@ def _cell_budget(source: Source, tag_budget: str | None, merge_budgets: bool) ->
     if not merge_budgets:
         return None
     cfg = source.base_config()
-    if cfg.optim_mae.steps != cfg.optim_seg.steps:
-        raise UsageError(f"{source.folder.root} trained {cfg.optim_mae.steps} + {cfg.optim_seg.steps} steps: not a "
+    own = own_segmenter_steps(cfg)  # before a method's rule added stage 1's steps
+    if cfg.optim_mae.steps != own:
+        raise UsageError(f"{source.folder.root} trained {cfg.optim_mae.steps} + {own} steps: not a "
                          "budget (the same steps for both stages) that cells with budgets can be compared with")
-    return int(cfg.optim_seg.steps)
+    return int(own)
 
 
 def _checked_evaluation(cell: RunFolder, subset: str, split: dict | None, name: str) -> list[str]:

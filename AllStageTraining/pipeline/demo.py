@@ -8,7 +8,7 @@ evaluation from the predictions already written (both through ``train_and_evalua
 2. ``prepare``        split with training missing ratio 0.5 (``OUT/split.json``)
 3. ``ours-mae``       stage 1, the multimodal MAE of the default method (``OUT/runs/ours-display-mae/mae``)
 4. ``ours-seg``       stage 2, its personalized segmenter (``OUT/runs/ours-display-mae/seg``)
-5. ``zero-fill-seg``  the zero-fill baseline on the same data, crops, width, steps and seed
+5. ``zero-fill-seg``  the ``zero-fill-long`` baseline on the same data, crops, width, segmenter steps and seed
 6. ``ours-eval``, ``zero-fill-eval``  all 15 scenarios on the test cases (``OUT/runs/<method>/eval``)
 7. ``export``         the model bundle of the default method (``OUT/demo_bundle.zip``)
 8. ``report``         ``OUT/report/report.md`` and ``report.html`` with figures
@@ -31,12 +31,13 @@ from ..config import RunConfig
 from ..exit_codes import UsageError
 from ..fileio import atomic_write_json
 from ..layout import DemoFolder
-from ..methods import DEFAULT_METHOD, configure
+from ..methods import DEFAULT_METHOD, configure, own_segmenter_steps
 from .run import train_and_evaluate
 
 MISSING_RATIO = 0.5
-#: The method and the baseline the demo compares (the report's two columns).
-COMPARED: tuple[str, str] = (DEFAULT_METHOD, "zero-fill")
+#: The method and the baseline the demo compares (the report's two columns): the default method and the plain
+#: dropout U-Net with the same segmenter compute (both train their segmenter for the steps of both stages).
+COMPARED: tuple[str, str] = (DEFAULT_METHOD, "zero-fill-long")
 STAGES: tuple[str, ...] = ("synth", "prepare", "ours-mae", "ours-seg", "zero-fill-seg", "ours-eval",
                            "zero-fill-eval", "export", "report")
 UNTRAINED_WARNING = ("WARNING: no pretrained CLIP weights offline: the scenario prompts are embedded by an UNTRAINED "
@@ -68,7 +69,7 @@ SIZES: dict[str, DemoSize] = {
 
 def demo_size(mode: str, cfg: RunConfig) -> DemoSize:
     """The size of ``mode`` with the training steps ``cfg`` runs (--config or --set may change them)."""
-    return dataclasses.replace(SIZES[mode], steps_mae=cfg.optim_mae.steps, steps_seg=cfg.optim_seg.steps)
+    return dataclasses.replace(SIZES[mode], steps_mae=cfg.optim_mae.steps, steps_seg=own_segmenter_steps(cfg))
 
 
 def demo_fields(size: DemoSize, text_model: str, text_pretrained: str | None) -> dict[str, Any]:
@@ -168,16 +169,17 @@ class Demo:
 
     def plan(self) -> list[tuple[str, str, Callable[[], dict]]]:
         size, (ours, base) = self.size, COMPARED
+        steps = {method: configure(self.cfg, method).optim_seg.steps for method in COMPARED}
         return [
             ("synth", f"synthesize {size.n_cases} cases (2 mm, MNI152 anatomy)", self.synth),
             ("prepare", f"split with training missing ratio {MISSING_RATIO}", self.prepare),
             ("ours-mae", f"train the multimodal MAE (stage 1, {size.steps_mae} steps)", partial(self.train, ours, "mae")),
-            ("ours-seg", f"train the personalized segmenter (stage 2, {size.steps_seg} steps)",
+            ("ours-seg", f"train the personalized segmenter (stage 2, {steps[ours]} steps)",
              partial(self.train, ours, "seg")),
-            ("zero-fill-seg", f"train the zero-fill baseline ({size.steps_seg} steps, same data and crops)",
+            ("zero-fill-seg", f"train the {base} baseline ({steps[base]} steps, same data and crops)",
              partial(self.train, base, "seg")),
-            ("ours-eval", "evaluate ours on all 15 scenarios", partial(self.train, ours, "eval")),
-            ("zero-fill-eval", "evaluate zero-fill on all 15 scenarios", partial(self.train, base, "eval")),
+            ("ours-eval", f"evaluate {ours} on all 15 scenarios", partial(self.train, ours, "eval")),
+            ("zero-fill-eval", f"evaluate {base} on all 15 scenarios", partial(self.train, base, "eval")),
             ("export", f"export the bundle to {self.folder.bundle.name}", self.export),
             ("report", "write the report", self.report),
         ]
@@ -210,7 +212,8 @@ class Demo:
     def export(self) -> dict:
         from ..inference.bundle import SYNTHETIC_NOTE, export_bundle
 
-        note = bundle_note(SYNTHETIC_NOTE, self.mode, self.size, untrained_text_encoder(self.cfg))
+        trained = dataclasses.replace(self.size, steps_seg=configure(self.cfg, COMPARED[0]).optim_seg.steps)
+        note = bundle_note(SYNTHETIC_NOTE, self.mode, trained, untrained_text_encoder(self.cfg))
         export_bundle(self.folder.run(COMPARED[0]).root, self.folder.bundle, {"note": note, "provenance": {
             "produced_by": "python -m AllStageTraining demo", "demo_settings": self.settings}})
         return {"bundle": self.folder.bundle.name, "bytes": self.folder.bundle.stat().st_size}
@@ -241,8 +244,8 @@ def bundle_note(synthetic_note: str, mode: str, size: DemoSize, untrained_text: 
 def demo_settings(mode: str, text_model: str, text_pretrained: str | None, cfg: RunConfig, changed: bool) -> dict:
     """What makes two demos the same (recorded in ``demo.json``): the size as ``cfg`` runs it and, when --config
     or --set ``changed`` the configuration, all of it."""
-    settings = {"mode": mode, **dataclasses.asdict(demo_size(mode, cfg)), "missing_ratio": MISSING_RATIO,
-                "text_model": text_model, "text_pretrained": text_pretrained}
+    settings = {"mode": mode, "methods": list(COMPARED), **dataclasses.asdict(demo_size(mode, cfg)),
+                "missing_ratio": MISSING_RATIO, "text_model": text_model, "text_pretrained": text_pretrained}
     if changed:
         settings["config"] = cfg.fingerprint()
     return settings

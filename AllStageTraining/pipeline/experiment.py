@@ -135,7 +135,8 @@ def _ensure_split(folder: ExperimentFolder, cases, grid: Grid, setting: MissingS
 
 def cell_config(base: RunConfig, method: str, seed: int, budget: int | None) -> RunConfig:
     """A cell's configuration: the budget's steps for both stages (when given), the method's settings, the seed."""
-    cfg = base if budget is None else base.with_fields({"optim_mae.steps": budget, "optim_seg.steps": budget})
+    budget_fields = {"optim_mae.steps": budget, "optim_seg.steps": budget, "optim_seg.stage1_steps": 0}
+    cfg = base if budget is None else base.with_fields(budget_fields)
     return configure(cfg, method).with_fields({"seed": seed})
 
 

@@ -151,11 +151,16 @@ def _draw_figures(record: DemoRecord, predictor, case, figures: Path) -> dict[st
                                       title="Mean Dice over the 15 scenarios (test cases, synthetic data)"),
            "synthesis": _synthesis_figure(predictor, case, figures / "synthesis.png")[0],
            "overlays": _overlay_figure(record.folder, methods, tables, case, figures / "overlays.png")}
-    panels = [("MAE, stage 1 (ours)", _loss_series(record.folder.run(methods[0]).mae / "tb"))]
+    panels = [(f"MAE, stage 1 ({methods[0]})", _loss_series(record.folder.run(methods[0]).mae / "tb"))]
     panels += [(f"segmenter, stage 2 ({m})", _loss_series(record.folder.run(m).seg / "tb")) for m in methods]
     out["curves"] = training_curves(panels, figures / "curves.png",
                                     title="Training losses (faint: per logged step; strong: smoothed)")
     return out
+
+
+def _seg_steps(record: DemoRecord, method: str) -> int:
+    """The steps ``method``'s segmenter trained for (its run's configuration, the method's budget rule applied)."""
+    return int(record.configs[method]["optim_seg"]["steps"])
 
 
 def _introduction(r: Report, record: DemoRecord, identity: dict) -> None:
@@ -175,9 +180,10 @@ def _introduction(r: Report, record: DemoRecord, identity: dict) -> None:
         f"{len(split['train'])} training, {len(split['val'])} validation and {len(split['test'])} test cases. "
         f"Half of the training cases (missing ratio {settings['missing_ratio']}) lost a random subset of their "
         f"sequences, and no stage ever read the lost files. `{ours}` ({get_method(ours).description}) and the "
-        f"`{base}` baseline ({get_method(base).description}) were trained with the same data, crops ({settings['crop']}^3), network "
-        f"width and steps ({settings['steps_mae']} MAE + {settings['steps_seg']} segmenter steps), and each was "
-        f"tested on every test case in all 15 availability scenarios.")
+        f"`{base}` baseline ({get_method(base).description}) were trained with the same data, crops "
+        f"({settings['crop']}^3) and network width, their segmenters for {_seg_steps(record, ours)} and "
+        f"{_seg_steps(record, base)} steps (`{ours}`'s MAE for {settings['steps_mae']}), and each was tested on "
+        f"every test case in all 15 availability scenarios.")
     r.paragraph(
         f"**Result.** Mean Dice over the 15 scenarios: `{ours}` WT {_pct(mean_ours['WT'])}, TC "
         f"{_pct(mean_ours['TC'])}, ET {_pct(mean_ours['ET'])}; `{base}` WT {_pct(mean_base['WT'])}, TC "

@@ -54,7 +54,7 @@ def stage2_gradient_shares(run_dir: str | Path, batches: int = 8, seed: int = 0)
     run_dir = Path(run_dir)
     cfg, states, embeddings, _ = read_run(run_dir)
     mae, segmenter = build_checked_models(cfg, states, embeddings, source=str(run_dir))
-    if mae is None:
+    if not get_method(cfg.method).completes_inputs:
         raise ValueError(f"{run_dir}: method {cfg.method!r} has no co-distillation terms to weigh")
     runtime = init_runtime("cpu")
     cases = load_split_cases(cfg, run_dir / "split.json", "train", runtime)

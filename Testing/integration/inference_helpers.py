@@ -18,16 +18,18 @@ TINY_ORIGIN = (12.0, -30.5, 7.25)
 TINY_DIRECTION = (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0)  # an in-plane rotation: not LPS
 
 
-def save_tiny_run(run: Path, seed: int = 0) -> Path:
-    """Write a ``train``-style run folder with the tiny preset's networks, randomly initialized."""
+def save_tiny_run(run: Path, seed: int = 0, method: str = "ours") -> Path:
+    """Write a ``train``-style run folder of ``method`` with the tiny preset's networks, randomly initialized
+    (default ``ours``: its MAE completes the segmenter's inputs)."""
     from safetensors.torch import save_file
 
     from AllStageTraining.config import preset
     from AllStageTraining.constants import SCENARIOS
+    from AllStageTraining.methods import configure
     from AllStageTraining.nets.build import build_models
 
     torch.manual_seed(seed)
-    cfg = preset("tiny")
+    cfg = configure(preset("tiny"), method)
     embeddings = torch.nn.functional.normalize(torch.randn(len(SCENARIOS), 32), dim=-1)
     mae, segmenter = build_models(cfg, embeddings)
     (run / "mae").mkdir(parents=True, exist_ok=True)

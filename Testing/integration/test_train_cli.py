@@ -14,6 +14,7 @@ import torch
 from AllStageTraining.cli_options import add_method_options, add_training_options, config_from_args, training_fields
 from AllStageTraining.config import ConfigError
 from AllStageTraining.constants import SCENARIOS
+from AllStageTraining.methods import own_segmenter_steps
 
 
 def _args(*argv: str, stage: str = "both") -> argparse.Namespace:
@@ -43,7 +44,7 @@ def test_options_resolve_in_order_preset_config_flags_then_set(tmp_path):
     m3ae = resolve_config(_args("--preset", "tiny", "--config", str(partial), "--method", "m3ae-style"), stage="both")
     assert (m3ae.mae.w_pop, m3ae.mae.w_cons, m3ae.optim_seg.lr) == (0.0, 0.0, 0.01)
     only_mae = resolve_config(_args("--preset", "tiny", "--steps", "5", stage="mae"), stage="mae")
-    assert only_mae.optim_mae.steps == 5 and only_mae.optim_seg.steps == 4
+    assert only_mae.optim_mae.steps == 5 and own_segmenter_steps(only_mae) == 4  # the default adds stage 1's 5
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -68,7 +69,7 @@ def _train(split, run, text_cache, *extra):
 def test_train_seg_without_a_trained_mae_says_so_in_one_line(tmp_path, tiny_split):
     result = subprocess.run([sys.executable, "-m", "AllStageTraining", "train-seg", "--split", str(tiny_split),
                              "--out", str(tmp_path / "seg"), "--preset", "tiny", "--mae", str(tmp_path / "nothing"),
-                             "--device", "cpu"], capture_output=True, text=True, timeout=300)
+                             "--method", "ours", "--device", "cpu"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("ERROR: method 'ours' needs a trained MAE")
 

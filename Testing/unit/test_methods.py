@@ -32,7 +32,7 @@ def test_each_method_switches_off_its_own_part_only():
     cfgs = {m: configure(base, m) for m in method_names()}
     assert all(cfg.method == name for name, cfg in cfgs.items())
     assert cfgs["ours"].to_dict() == base.with_fields({"method": "ours"}).to_dict()
-    assert cfgs[DEFAULT_METHOD].to_dict() == base.to_dict()
+    assert base.method == DEFAULT_METHOD
     assert (cfgs["ours-no-da"].mae.w_pop, cfgs["ours-no-da"].mae.w_cons) == (0.0, 0.0)
     assert (cfgs["m3ae-style"].mae.w_pop, cfgs["m3ae-style"].mae.w_cons) == (0.0, 0.0)
     assert (cfgs["ours-no-distill"].seg.w_logit_distill, cfgs["ours-no-distill"].seg.w_feat_distill) == (0.0, 0.0)
@@ -40,7 +40,7 @@ def test_each_method_switches_off_its_own_part_only():
     assert {cfgs[m].seg.personalize for m in ("zero-fill", "m3ae-style")} == {"none"}
     for name, cfg in cfgs.items():  # everything a comparison holds fixed is the same for every method
         assert cfg.data == base.data and cfg.net == base.net and cfg.seed == base.seed, name
-        if name not in ("zero-fill-long", "ours-no-mae"):
+        if name not in ("zero-fill-long", "ours-no-mae", DEFAULT_METHOD):
             assert cfg.optim_mae == base.optim_mae and cfg.optim_seg == base.optim_seg, name
     assert cfgs["ours-no-da"].seg == cfgs["ours"].seg and cfgs["ours-no-distill"].mae == cfgs["ours"].mae
 
@@ -48,7 +48,13 @@ def test_each_method_switches_off_its_own_part_only():
 def test_the_default_segments_as_ours_no_mae_and_keeps_the_mae_for_display():
     base = preset("tiny").with_fields({"optim_mae.steps": 30, "optim_seg.steps": 20})
     display, no_mae = configure(base, DEFAULT_METHOD), configure(base, "ours-no-mae")
-    assert (display.optim_mae.steps, display.optim_seg.steps) == (30, 20)  # no budget rule: both stages as given
+    assert (display.optim_mae.steps, display.optim_seg.steps, display.optim_seg.stage1_steps) == (30, 50, 30)
+    assert no_mae.optim_seg.steps == 50  # the same segmenter budget as ours-no-mae, and the MAE trains too
+    again = configure(display.with_fields({"optim_mae.steps": 10}))  # a changed stage 1 is followed, added once
+    assert (again.optim_seg.steps, again.optim_seg.stage1_steps) == (30, 10)
+    # configured again for another method, the steps it added are taken off first (the CLI configures for the default)
+    assert (configure(display, "ours").optim_seg.steps, configure(display, "ours").optim_seg.stage1_steps) == (20, 0)
+    assert configure(display, "zero-fill-long").optim_seg.steps == 50
     assert display.seg == no_mae.seg and display.net == no_mae.net and display.data == no_mae.data
     method = get_method(DEFAULT_METHOD)
     assert (method.has_mae, method.objective, method.personalizes, method.completes_inputs) == (True, ZERO_FILL, True,
