@@ -67,6 +67,16 @@ def _evaluation(meta: dict) -> str:
     return f"mean Dice {regions}{where}{scenarios}"
 
 
+def _synthesis(meta: dict) -> str:
+    """What the bundle's MAE does with the missing sequences (``has_mae``, ``mae_completes_inputs``; bundles
+    written before the latter existed fed their completions to the segmenter)."""
+    if not meta.get("has_mae", False):
+        return "none (no MAE: the missing sequences are zero for the segmentation)"
+    if meta.get("mae_completes_inputs", True):
+        return "by the MAE, and the segmentation uses them"
+    return "by the MAE, for display only (the segmentation does not use them)"
+
+
 @dataclass
 class BundleInfo:
     """What a bundle says of itself, as short texts for the model section; ``error`` when it is unreadable."""
@@ -78,6 +88,7 @@ class BundleInfo:
     text_encoder: str = ""
     note: str = ""
     evaluation: str = ""
+    synthesis: str = ""
     warnings: list[str] = field(default_factory=list)
     error: str = ""
 
@@ -87,7 +98,8 @@ class BundleInfo:
             return [f"Cannot read this model: {self.error}"]
         return [f"Trained on: {self.trained_on}", f"Intended use: {self.intended_use or 'not recorded'}",
                 f"Text encoder: {self.text_encoder}", f"Evaluation: {self.evaluation}",
-                f"Method: {self.method or 'not recorded'}"] + ([f"Note: {self.note}"] if self.note else [])
+                f"Method: {self.method or 'not recorded'}", f"Synthesized sequences: {self.synthesis}"] + (
+                    [f"Note: {self.note}"] if self.note else [])
 
 
 def bundle_info(path: str | Path) -> BundleInfo:
@@ -104,6 +116,7 @@ def bundle_info(path: str | Path) -> BundleInfo:
     info.text_encoder = _text_encoder(meta)
     info.note = str(meta.get("note", ""))
     info.evaluation = _evaluation(meta)
+    info.synthesis = _synthesis(meta)
     if (meta.get("provenance") or {}).get("synthetic_data"):
         info.warnings.append("This model was trained on synthetic data only: not for clinical use.")
     if (meta.get("text_encoder") or {}).get("untrained"):

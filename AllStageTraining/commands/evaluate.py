@@ -64,6 +64,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--prompt-table-cases", type=int, default=0, metavar="N",
                         help="with --bundle: also the prompt-sensitivity table and the real-vs-synthesized check "
                              "on the first N cases (default 0: none)")
+    parser.add_argument("--completions-as-inputs", action="store_true",
+                        help="with --bundle: pass the MAE's completions to the segmenter as if they were real, also "
+                             "where the bundle's MAE only synthesizes for display (mae_completes_inputs false): "
+                             "with --prompt-table-cases, the real-vs-synthesized check of such a model")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="with --bundle: where it runs (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="with --bundle: CPU threads")
@@ -342,6 +346,10 @@ def _claim_predictions(pred_dir: Path, identity: dict) -> None:
         if held.get("content_sha256") != identity["content_sha256"]:
             raise UsageError(f"{pred_dir} holds the predictions of another bundle ({held.get('bundle')}); "
                              "give another --out")
+        if held.get("completions_as_inputs", False) != identity.get("completions_as_inputs", False):
+            raise UsageError(f"{pred_dir} holds predictions made "
+                             + ("with" if held.get("completions_as_inputs") else "without")
+                             + " --completions-as-inputs; give another --out")
     elif pred_dir.is_dir() and any(pred_dir.iterdir()):
         raise UsageError(f"{pred_dir} holds predictions of an unknown model; give another --out")
     pred_dir.mkdir(parents=True, exist_ok=True)
@@ -368,8 +376,10 @@ def _check_options(args) -> None:
         return
     if args.pred is None or args.truth is None:
         raise UsageError("give --pred and --truth (prediction files to score), or --bundle and --split")
-    if args.split is not None or args.prompt_table_cases or args.threads is not None or args.subset != "test":
-        raise UsageError("--split, --subset, --prompt-table-cases and --threads go with --bundle only")
+    if (args.split is not None or args.prompt_table_cases or args.threads is not None or args.subset != "test"
+            or args.completions_as_inputs):
+        raise UsageError("--split, --subset, --prompt-table-cases, --completions-as-inputs and --threads go with "
+                         "--bundle only")
 
 
 def _evaluate_bundle(args, scenarios) -> int:
@@ -378,12 +388,18 @@ def _evaluate_bundle(args, scenarios) -> int:
     import json
 
     from AllStageTraining.evaluation.scenario_eval import evaluate_prompts, evaluate_split
+    from AllStageTraining.exit_codes import UsageError
     from AllStageTraining.inference.predictor import Predictor
     from AllStageTraining.runtime import resolve_device, set_threads
 
     set_threads(args.threads)
     predictor = Predictor.from_bundle(args.bundle, resolve_device(args.device))
     identity = {"bundle": str(args.bundle), "content_sha256": predictor.meta.get("content_sha256")}
+    if args.completions_as_inputs:
+        if predictor.mae is None:
+            raise UsageError(f"--completions-as-inputs: {args.bundle} has no MAE")
+        predictor.completes_inputs = True
+        identity["completions_as_inputs"] = True
     _claim_predictions(args.out / "pred", identity)
     split = json.loads(args.split.read_text())
     table = evaluate_split(predictor, split, args.out, subset=args.subset, scenarios=scenarios,

@@ -1,14 +1,15 @@
 """Does the scenario prompt matter? The 15 x 15 prompt-sensitivity table, and the real-vs-synthesized check.
 
 For every test case (all four sequences real), every row scenario S and every column scenario P: the case is
-given only the sequences of S, the MAE completes the others (as at inference: where the MAE is for display only,
-the others stay zero), and the segmenter runs with the prompt of P. Cell (S, P) holds the Dice of WT, TC and ET. A model that uses its prompt scores best on the
-diagonal (P = S); one that ignores it has flat rows.
+given only the sequences of S, the MAE completes the others (as at inference: where the MAE is for display
+only, the others stay zero), and the segmenter runs with the prompt of P. Cell (S, P) holds the Dice of WT, TC
+and ET. A model that uses its prompt scores best on the diagonal (P = S); one that ignores it has flat rows.
 
 The same table answers a second question: column FC12 says how the model fares when completions are passed off
 as real sequences. Cell (FC, FC12), real FLAIR and T1ce plus synthesized T1 and T2 under the all-four prompt,
 against cell (FC12, FC12), all four real: a model that scores higher on its own completions than on real data
-has learned the look of its completions.
+has learned the look of its completions. Where the MAE only synthesizes for display, row FC holds zero-filled
+T1 and T2 unless the predictor is told to feed the completions (``evaluate --completions-as-inputs``).
 """
 
 from __future__ import annotations

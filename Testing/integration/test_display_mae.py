@@ -83,7 +83,9 @@ def test_predict_synthesizes_for_display_and_segments_the_zero_filled_input(runs
     assert any("for display" in line for line in shown.log)
 
 
-def test_its_bundle_says_the_mae_is_for_display(runs, tmp_path):
+def test_its_bundle_says_the_mae_is_for_display_and_evaluate_can_feed_the_completions(runs, tiny_split, tmp_path,
+                                                                                      capsys):
+    from AllStageTraining.cli import main
     from AllStageTraining.inference.bundle import export_bundle
 
     bundle = export_bundle(runs[DEFAULT_METHOD], tmp_path / "bundle.zip", {"note": "tiny test model"})
@@ -91,3 +93,12 @@ def test_its_bundle_says_the_mae_is_for_display(runs, tmp_path):
         meta = json.loads(archive.read("bundle.json"))
     assert (meta["method"], meta["has_mae"], meta["mae_completes_inputs"]) == (DEFAULT_METHOD, True, False)
     assert not Predictor.from_bundle(bundle, device="cpu").completes_inputs
+    out = tmp_path / "fed"
+    args = ["evaluate", "--bundle", str(bundle), "--split", str(tiny_split), "--scenarios", "FC,FC12", "--out",
+            str(out), "--device", "cpu", "--threads", "1"]
+    assert main([*args, "--completions-as-inputs", "--prompt-table-cases", "1"]) == 0
+    assert json.loads((out / "pred" / "bundle.json").read_text())["completions_as_inputs"] is True
+    assert "real_mean" in json.loads((out / "prompts.json").read_text())["real_vs_synthesized"]
+    capsys.readouterr()
+    assert main(args) == 2  # its predictions are not this bundle's as it runs by default
+    assert "made with --completions-as-inputs" in capsys.readouterr().err

@@ -27,7 +27,8 @@ def test_the_demo_bundle_says_what_it_is_and_warns():
     assert any("UNTRAINED text encoder" in w for w in info.warnings)
     lines = info.lines()
     assert [line.split(":")[0] for line in lines] == ["Trained on", "Intended use", "Text encoder", "Evaluation",
-                                                      "Method", "Note"]
+                                                      "Method", "Synthesized sequences", "Note"]
+    assert info.synthesis == "by the MAE, and the segmentation uses them"  # an ours bundle
 
 
 def test_a_bundle_folder_with_little_metadata_is_shown_as_not_recorded(tmp_path):
@@ -39,6 +40,10 @@ def test_a_bundle_folder_with_little_metadata_is_shown_as_not_recorded(tmp_path)
     assert info.trained_on == "/data/BraTS2021 (900 train, 100 val cases)"
     assert info.text_encoder == "ViT-B-32, pretrained openai" and info.evaluation == "not recorded"
     assert info.warnings == [] and info.note == ""
+    assert info.synthesis.startswith("none (no MAE")
+    (tmp_path / "bundle.json").write_text(json.dumps({"method": "ours-display-mae", "has_mae": True,
+                                                      "mae_completes_inputs": False}))
+    assert "for display only" in bundle_info(tmp_path).synthesis
 
 
 def test_unreadable_bundles_get_a_message_not_an_exception(tmp_path):
