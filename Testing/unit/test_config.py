@@ -6,6 +6,7 @@ import json
 import pytest
 
 from AllStageTraining.config import PRESETS, ConfigError, RunConfig, fingerprint_differences, preset, resolve_config
+from AllStageTraining.methods import configure, own_segmenter_steps
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -94,10 +95,10 @@ def test_resolution_merges_a_partial_file_over_the_preset(tmp_path):
     partial = tmp_path / "partial.json"
     partial.write_text(json.dumps({"mae": {"w_rec_visible": 0.3}, "optim_seg": {"steps": 9}}))
     cfg = resolve_config("tiny", config_file=partial)
-    expected = preset("tiny").with_fields({"mae.w_rec_visible": 0.3, "optim_seg.steps": 9})
-    assert cfg == expected
+    expected = configure(preset("tiny").with_fields({"mae.w_rec_visible": 0.3, "optim_seg.steps": 9}))
+    assert cfg == expected  # the default method's settings come last (its segmenter also gets stage 1's steps)
     later = resolve_config("tiny", config_file=partial, fields={"optim_seg.steps": 5}, sets=["optim_seg.steps=7"])
-    assert later.optim_seg.steps == 7 and later.mae.w_rec_visible == 0.3
+    assert own_segmenter_steps(later) == 7 and later.mae.w_rec_visible == 0.3
     with pytest.raises(ConfigError, match="no such file"):
         resolve_config("tiny", config_file=tmp_path / "missing.json")
     partial.write_text(json.dumps({"mae": 1}))
