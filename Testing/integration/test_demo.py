@@ -63,17 +63,17 @@ def test_quick_demo_interrupted_then_completed(tmp_path):
     html = (out / "report" / "report.html").read_text()
     for scenario in SCENARIOS:
         assert f"| {scenario.short} | {scenario.display} |" in report
-    ours = DEFAULT_METHOD
-    assert (f"| Scenario | Sequences | {ours} WT | {ours} TC | {ours} ET | zero-fill WT | zero-fill TC | zero-fill ET |"
+    ours, base = DEFAULT_METHOD, "zero-fill-long"
+    assert (f"| Scenario | Sequences | {ours} WT | {ours} TC | {ours} ET | {base} WT | {base} TC | {base} ET |"
             in report)
-    assert f"| `{ours}` |" in report and "| `zero-fill` |" in report
+    assert f"| `{ours}` |" in report and f"| `{base}` |" in report
     assert "UNTRAINED" in report and "not for clinical use" in report
     assert "python -m AllStageTraining demo --quick" in report
     for name in FIGURES:
         figure = out / "report" / "figures" / name
         assert figure.is_file() and figure.stat().st_size > 10_000, name
         assert f"figures/{name}" in report and f'src="figures/{name}"' in html
-    for method, stages in ((DEFAULT_METHOD, {"mae", "seg", "eval"}), ("zero-fill", {"seg", "eval"})):
+    for method, stages in ((DEFAULT_METHOD, {"mae", "seg", "eval"}), ("zero-fill-long", {"seg", "eval"})):
         summary = json.loads((out / "runs" / method / "eval" / "summary.json").read_text())
         assert summary["n_scenarios_scored"] == len(SCENARIOS)
         # the device given is the one training and evaluation used, and the report says so
