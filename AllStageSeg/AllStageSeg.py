@@ -605,7 +605,7 @@ class AllStageSegTest(ScriptedLoadableModuleTest):
         for modality, node in result.synthesized.items():
             self.assertEqual(node.GetName(), f"{MODALITY_DISPLAY[modality]} (synthesized)")
             self.assertEqual(node.GetImageData().GetDimensions(), inputs["flair"].GetImageData().GetDimensions())
-        self.assertTrue(any("UNTRAINED" in w for w in result.warnings), result.warnings)
+        self.assertTrue(any("not for clinical use" in w for w in result.warnings), result.warnings)
         labelmap = mrml_io.export_labelmap(slicer.mrmlScene, result.segmentation, inputs["flair"])
         values = set(slicer.util.arrayFromVolume(labelmap).ravel().tolist())
         self.assertTrue(values <= {0, 1, 2, 4}, values)

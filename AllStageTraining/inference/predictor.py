@@ -68,10 +68,11 @@ CUT_MIN_SHARE = 0.08
 CUT_MIN_ML = 2.5
 #: Under ``precision="auto"`` bfloat16 runs only for sets that include this sequence; without it, the networks
 #: run in float32. Enhancing tumour is what T1ce shows; without it the model's ET is a small, low-confidence
-#: region completed from a synthesized T1ce, and bfloat16's rounding moved its edge: on the demo bundle's
-#: trained weights (1 mm case, all 15 sets) bfloat16 labels agreed with float32 at ET Dice 0.975 (T2 alone),
-#: 0.986 (FLAIR + T2), 0.990 (FLAIR), 0.993 (T1 + T2), and at >= 0.995 for WT, TC and ET in every set with T1ce.
-#: Neither network alone in float32 was enough (T2 alone: 0.986 either way).
+#: region guessed from the other sequences, and bfloat16's rounding moves its edge. On the shipped bundle's
+#: trained weights (``ours-display-mae``, 1 mm case, all 15 sets; docs/science/shipped_bundle) bfloat16 labels
+#: agreed with float32 at ET Dice 0.988 (T2 alone), 0.988 (FLAIR), 0.990 (FLAIR + T2), 0.991 (T1 + T2), and
+#: at >= 0.994 for WT, TC and ET in every set with T1ce (the ``ours`` bundles before it: ET 0.975-0.985
+#: without T1ce, in either network alone in float32 too).
 BFLOAT16_NEEDS = "t1ce"
 
 

