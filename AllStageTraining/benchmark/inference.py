@@ -20,8 +20,8 @@ SEGRESNET_ROI = (240, 240, 160)
 SEGRESNET_OVERLAP = 0.5
 
 
-def count_flops_ours(cfg, padded_shape, missing: bool) -> int:
-    """FLOPs of one pass of (MAE when ``missing``) + segmenter over a (1, 4, *padded_shape) input."""
+def count_flops_ours(cfg, padded_shape, with_mae: bool) -> int:
+    """FLOPs of one pass of (MAE when ``with_mae``) + segmenter over a (1, 4, *padded_shape) input."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -33,7 +33,7 @@ def count_flops_ours(cfg, padded_shape, missing: bool) -> int:
         box = torch.zeros(1, 3, 2)
         available = torch.ones(1, 4, dtype=torch.bool)
         with FlopCounterMode(display=False) as counter, torch.inference_mode():
-            if missing:
+            if with_mae:
                 x = mae.complete(x, available, box, torch.ones(1, 1, *padded_shape))
             segmenter(x, torch.zeros(1, dtype=torch.long))
     return int(counter.get_total_flops())
@@ -60,7 +60,9 @@ def child_ours(spec: dict) -> dict:
     """One prediction with our Predictor, from files to written files, in this (fresh) process.
 
     spec: bundle, device, threads, precision ("auto" | "float32" | "bfloat16"), channels_last (None: the
-    Predictor's default), window (None: one pass), overlap, images ({modality: path or None}), out (folder)."""
+    Predictor's default), window (None: one pass), overlap, images ({modality: path or None}), out (folder),
+    synthesize (optional, default True: write the synthesized sequences, as ``predict --out-recon-dir`` and the
+    Slicer module do; False: the labels alone, which skips the MAE pass of a display-only MAE)."""
     set_threads(spec["threads"])
     from ..fileio import write_image_atomically
     from ..inference.predictor import Predictor
@@ -73,7 +75,7 @@ def child_ours(spec: dict) -> dict:
     load_s = time.perf_counter() - start
     out = Path(spec["out"])
     start = time.perf_counter()
-    prediction = predictor.predict(spec["images"])
+    prediction = predictor.predict(spec["images"], synthesize=spec.get("synthesize", True))
     write_image_atomically(prediction.labels, out / "seg.nii.gz")
     for modality, image in prediction.reconstructions.items():
         write_image_atomically(image, out / f"recon_{modality}.nii.gz")
@@ -82,7 +84,7 @@ def child_ours(spec: dict) -> dict:
     model_s = prediction.timings.get("reconstruct", 0.0) + prediction.timings["segment"]
     shape, flops = prediction.padded_shape, None
     if not spec["window"]:
-        flops = count_flops_ours(predictor.cfg, shape, bool(prediction.scenario.missing))
+        flops = count_flops_ours(predictor.cfg, shape, "reconstruct" in prediction.timings)
     precision = predictor.precision_for(prediction.scenario)
     del prediction, predictor
     return {"load_s": load_s, "io_s": io_s, "model_s": model_s, "peak_rss_mb": peak_rss_mb(),

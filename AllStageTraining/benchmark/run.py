@@ -50,6 +50,7 @@ def plan(quick: bool, default_precision: str) -> list[tuple[str, str, dict]]:
         (REFERENCE_HUGE, "segresnet", {"images": "full"}),
         (f"{FULL}, {other}", "ours", {"images": "full", "precision": other}),
         (f"{MISSING}, {other}", "ours", {"images": "missing", "precision": other}),
+        (f"{MISSING}, no synthesized sequences written", "ours", {"images": "missing", "synthesize": False}),
         ("ours FLAIR+T1ce, channels-last off", "ours", {"images": "missing", "channels_last": False}),
         (f"ours FLAIR+T1ce, paper preset window {window.window} overlap {window.overlap}",
          "ours", {"images": "missing", "window": list(window.window), "overlap": window.overlap}),

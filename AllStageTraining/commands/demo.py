@@ -19,9 +19,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="a smaller demo (fewer cases, steps and smaller crops): about 3 minutes on 2 cores")
     parser.add_argument("--text-pretrained", metavar="TAG_OR_PATH",
-                        help="open_clip pretrained tag or local checkpoint for the prompt encoder; without it "
-                             "the demo uses an untrained text encoder (offline) and says so")
-    parser.add_argument("--text-model", default="ViT-B-32", help="open_clip model name (default: %(default)s)")
+                        help="open_clip pretrained tag or local checkpoint for the prompt encoder (CLIP's text "
+                             "tower); without it the demo uses the offline sentence encoder all-MiniLM-L6-v2")
+    parser.add_argument("--text-model", default="ViT-B-32",
+                        help="open_clip model name, with --text-pretrained (default: %(default)s)")
     parser.add_argument("--stop-after", choices=STAGES, metavar="STAGE",
                         help=f"stop after this stage (one of {', '.join(STAGES)}); a rerun continues")
     add_config_options(parser, preset=None)

@@ -71,8 +71,8 @@ CUT_MIN_ML = 2.5
 #: region guessed from the other sequences, and bfloat16's rounding moves its edge. On the shipped bundle's
 #: trained weights (``ours-display-mae``, 1 mm case, all 15 sets; docs/science/shipped_bundle) bfloat16 labels
 #: agreed with float32 at ET Dice 0.988 (T2 alone), 0.988 (FLAIR), 0.990 (FLAIR + T2), 0.991 (T1 + T2), and
-#: at >= 0.994 for WT, TC and ET in every set with T1ce (the ``ours`` bundles before it: ET 0.975-0.985
-#: without T1ce, in either network alone in float32 too).
+#: at >= 0.994 for WT, TC and ET in every set with T1ce. The ``ours`` bundles before it: worst ET without T1ce
+#: 0.982 (2400 steps, T1 alone) and 0.975 (350 steps, T2 alone; either network alone in float32 gave 0.986).
 BFLOAT16_NEEDS = "t1ce"
 
 

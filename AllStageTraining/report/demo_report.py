@@ -169,11 +169,17 @@ def _introduction(r: Report, record: DemoRecord, identity: dict) -> None:
     r.warning("Everything here was trained and tested on **synthetic** images (SynthBraTS, built on the MNI152 "
               "anatomy) with a CPU-sized budget. The numbers show that the pipeline works end to end; they say "
               "nothing about real MRI. The model is **not for clinical use**.")
-    if bool(identity.get("untrained", settings.get("text_pretrained") is None)):
+    if identity.get("untrained"):
         r.warning("The scenario prompts were embedded by an **UNTRAINED** open_clip text encoder "
-                  f"(`{identity.get('model_name', settings.get('text_model'))}`, no pretrained weights offline): the "
+                  f"(`{identity.get('model_name', settings.get('text_model'))}`, no pretrained weights): the "
                   "15 embeddings are fixed random codes, not CLIP semantics. Rerun with `--text-pretrained` to use "
                   "real CLIP weights.")
+    elif identity:
+        instead = (f", instead of the unavailable `{identity['unavailable_pretrained']}`"
+                   if identity.get("unavailable_pretrained") else "")
+        norm = record.configs[ours]["seg"].get("embedding_norm", "none")
+        r.paragraph(f"The scenario prompts were embedded by `{identity.get('model_name')}` (pretrained: "
+                    f"`{identity.get('pretrained')}`{instead}); embeddings normalized: {norm}.")
     mean_ours, mean_base = (record.tables[m].overall_means("dice") for m in (ours, base))
     r.paragraph(
         f"**What was done.** {settings['n_cases']} synthetic brain-tumour cases at 2 mm were split into "

@@ -38,7 +38,7 @@ def test_quick_demo_interrupted_then_completed(tmp_path):
     first = _demo(out, "--stop-after", "ours-mae")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "stopped after stage 'ours-mae'" in first.stdout
-    assert "UNTRAINED" in first.stdout  # offline: the text encoder's state is said out loud
+    assert "all-MiniLM-L6-v2" in first.stdout and "UNTRAINED" not in first.stdout  # offline, pretrained, said
     finished = ("synth", "prepare", "ours-mae")
     for name in finished:
         assert (out / "stages" / f"{name}.json").is_file()
@@ -67,7 +67,8 @@ def test_quick_demo_interrupted_then_completed(tmp_path):
     assert (f"| Scenario | Sequences | {ours} WT | {ours} TC | {ours} ET | {base} WT | {base} TC | {base} ET |"
             in report)
     assert f"| `{ours}` |" in report and f"| `{base}` |" in report
-    assert "UNTRAINED" in report and "not for clinical use" in report
+    assert "not for clinical use" in report and "UNTRAINED" not in report
+    assert "embedded by `sentence-transformers/all-MiniLM-L6-v2`" in report
     assert "python -m AllStageTraining demo --quick" in report
     for name in FIGURES:
         figure = out / "report" / "figures" / name
@@ -90,7 +91,8 @@ def test_quick_demo_interrupted_then_completed(tmp_path):
 
     bundle = out / "demo_bundle.zip"
     predictor = Predictor.from_bundle(bundle, device="cpu")
-    assert predictor.meta["text_encoder"]["untrained"] is True
+    assert predictor.meta["text_encoder"]["untrained"] is False
+    assert predictor.meta["text_encoder"]["encoder"] == "minilm" and predictor.cfg.seg.embedding_norm == "centre"
     assert "synthetic" in predictor.meta["note"].lower()
     case = cases_for_split(load_split(out / "split.json"), "test")[0]
     given = {m: (case.images[m] if m in ("flair", "t1") else None) for m in MODALITIES}

