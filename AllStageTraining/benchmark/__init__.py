@@ -10,7 +10,8 @@ What ``run_benchmark`` measures (module ``run``), on one synthetic 240x240x155 c
   one pass over the brain crop, at the default precision (``auto``: bfloat16 where the device computes it
   natively, ``runtime.resolve_precision``; both runs include T1ce); without ``quick`` also in the other precision (float32, or
   bfloat16 where the default is float32), FLAIR + T1ce without synthesized sequences (no MAE pass for the default
-  method's display-only MAE), without channels-last, and with the ``paper`` preset's sliding window. The reference is what a user would otherwise pick, MONAI's BraTS tutorial:
+  method's display-only MAE), without channels-last, and with the ``paper`` preset's sliding window. The
+  reference is what a user would otherwise pick, MONAI's BraTS tutorial:
   ``SegResNet(blocks_down=[1,2,2,4], blocks_up=[1,1,1], init_filters=16, in_channels=4, out_channels=3)``
   (random weights), channel-wise nonzero z-score, ``sliding_window_inference(roi_size=(240,240,160),
   sw_batch_size=1, overlap=0.5)``, sigmoid > 0.5, float32 on the CPU, in a process with PyTorch's default
