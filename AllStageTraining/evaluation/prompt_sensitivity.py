@@ -57,8 +57,8 @@ def case_prompt_table(predictor, case, scenarios: Iterable = SCENARIOS) -> list[
             inputs = predictor.mae.merge(inputs, recon, available, brain)
         for prompt in scenarios:
             index = torch.tensor([prompt.index], device=device)
-            logits = predictor.run_network(lambda v, b: predictor.segmenter(v, index)["logits"], inputs, (z, y, x),
-                                           given)[0, :, :z, :y, :x]
+            segment = lambda v, b: predictor.segmenter(v, index, deep=False)["logits"]  # noqa: E731
+            logits = predictor.run_network(segment, inputs, (z, y, x), given)[0, :, :z, :y, :x]
             labels = labels_from_regions(logits, threshold)
             labels[~inside] = 0
             rows.append({"case_id": case.case_id, "given": given.short, "prompt": prompt.short,

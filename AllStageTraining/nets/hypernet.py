@@ -31,16 +31,20 @@ def head_layer_shapes(head_in: int, head_hidden: int, out: int = len(REGIONS)) -
 def dynamic_head(features: Tensor, params: HeadParams) -> Tensor:
     """Apply each sample's own 1x1x1 convolution stack: features (B, C, D, H, W) -> logits (B, 3, D, H, W).
 
-    Implemented as one grouped convolution per layer over the batch folded into channels (groups = B).
+    One ordinary convolution stack per sample, on the sample's own slice, which keeps a channels-last input's
+    layout. (Folding the batch into the channels for one grouped convolution changes the strides of a
+    channels-last tensor so that oneDNN reorders input and output at every layer: on a 1 mm case, bfloat16,
+    width 16, one thread, that head took 0.8 s against 0.15 s this way.)
     """
-    batch, _, *spatial = features.shape
-    x = features.reshape(1, -1, *spatial)
-    for i, (weight, bias) in enumerate(params):
-        out_channels, in_channels = weight.shape[1:]
-        x = F.conv3d(x, weight.reshape(batch * out_channels, in_channels, 1, 1, 1), bias.reshape(-1), groups=batch)
-        if i < len(params) - 1:
-            x = F.leaky_relu(x, HEAD_SLOPE, inplace=True)  # on the fresh conv output; no copy
-    return x.reshape(batch, -1, *spatial)
+    samples = []
+    for sample in range(features.shape[0]):
+        x = features[sample : sample + 1]
+        for i, (weight, bias) in enumerate(params):
+            x = F.conv3d(x, weight[sample][:, :, None, None, None], bias[sample])
+            if i < len(params) - 1:
+                x = F.leaky_relu(x, HEAD_SLOPE, inplace=True)  # on the fresh conv output; no copy
+        samples.append(x)
+    return torch.cat(samples) if len(samples) > 1 else samples[0]
 
 
 class StaticHead(nn.Sequential):

@@ -59,8 +59,9 @@ class PersonalizedSegmenter(nn.Module):
         if seg.personalize in ("none", "norm"):
             self.static_head = StaticHead(self.backbone.widths[0], seg.head_channels)
 
-    def forward(self, x: Tensor, scenario: Tensor | None = None) -> dict[str, Tensor | list[Tensor]]:
-        """x (B, 4, D, H, W), scenario (B,) indices into SCENARIOS (ignored when nothing is personalized)."""
+    def forward(self, x: Tensor, scenario: Tensor | None = None, *, deep: bool = True) -> dict[str, Tensor | list[Tensor]]:
+        """x (B, 4, D, H, W), scenario (B,) indices into SCENARIOS (ignored when nothing is personalized);
+        ``deep=False`` skips the deep-supervision heads (inference needs only the logits; "deep" is then [])."""
         skips = self.backbone.encode(x)
         bottleneck = skips[-1]
         head_params = modulation = None
@@ -72,10 +73,10 @@ class PersonalizedSegmenter(nn.Module):
             # float32 even under autocast: a few hundred numbers that scale every voxel's features and logits
             with torch.autocast("cuda" if bottleneck.is_cuda else "cpu", enabled=False):
                 head_params, modulation = self.hypernet(embedding.float(), bottleneck.float().mean(dim=(2, 3, 4)))
-        features, deep = self.backbone.decode(skips, modulation)
+        features, deep_features = self.backbone.decode(skips, modulation)
         logits = dynamic_head(features, head_params) if head_params is not None else self.static_head(features)
         del features
-        deep_logits = [head(d) for head, d in zip(self.backbone.deep_heads, deep)]
+        deep_logits = [head(d) for head, d in zip(self.backbone.deep_heads, deep_features)] if deep else []
         return {"logits": logits, "deep": deep_logits, "bottleneck": bottleneck}
 
     @torch.no_grad()

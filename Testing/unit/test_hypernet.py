@@ -52,6 +52,21 @@ def test_dynamic_head_equals_ordinary_convolution():
         assert torch.allclose(out[b : b + 1], x, atol=1e-5)
 
 
+def test_dynamic_head_on_channels_last_features_and_under_bfloat16_autocast():
+    torch.manual_seed(2)
+    params, _ = make()(torch.randn(2, 32), torch.randn(2, 32))
+    features = torch.randn(2, 4, 6, 8, 4)
+    reference = dynamic_head(features, params)
+    last = dynamic_head(features.contiguous(memory_format=torch.channels_last_3d), params)
+    assert torch.allclose(last, reference, atol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = dynamic_head(features, params)
+        one = dynamic_head(features[:1].contiguous(memory_format=torch.channels_last_3d), [(w[:1], b[:1]) for w, b in params])
+    assert low.dtype == torch.bfloat16
+    assert one.is_contiguous(memory_format=torch.channels_last_3d)  # oneDNN kept the layout: no reorders (slow)
+    assert torch.allclose(low.float(), reference, atol=0.05 * reference.abs().max().item())
+
+
 def test_static_head_has_the_dynamic_head_shape():
     head = StaticHead(4, 4)
     assert head(torch.randn(2, 4, 4, 4, 4)).shape == (2, 3, 4, 4, 4)

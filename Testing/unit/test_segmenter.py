@@ -35,6 +35,24 @@ def test_forward_shapes_and_backward(personalize):
     assert ("embeddings" in seg.state_dict()) == (personalize != "none")
 
 
+@pytest.mark.parametrize("personalize", ["both", "none"])
+def test_inference_without_deep_heads_gives_the_same_logits_channels_last_or_not(personalize):
+    from AllStageTraining.nets.unet import use_channels_last
+
+    cfg = preset("tiny")
+    cfg.seg.personalize = personalize
+    torch.manual_seed(0)
+    seg = PersonalizedSegmenter(cfg.net, cfg.seg, embeddings()).eval()
+    x, scenario = torch.randn(2, 4, 32, 32, 32), torch.tensor([FULL_SCENARIO.index, 3])
+    with torch.no_grad():
+        full = seg(x, scenario)
+        plain = seg(x, scenario, deep=False)
+        last = use_channels_last(seg)(x, scenario, deep=False)
+    assert plain["deep"] == [] and len(full["deep"]) == 2
+    assert torch.equal(plain["logits"], full["logits"])
+    assert torch.allclose(last["logits"], full["logits"], atol=1e-5)
+
+
 def test_scenario_changes_the_output():
     cfg = preset("tiny")
     torch.manual_seed(0)
