@@ -42,9 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .runtime import use_huge_pages
-
-    use_huge_pages()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

@@ -76,19 +76,15 @@ def set_threads(threads: int | None) -> None:
         pass
 
 
-#: Set before PyTorch's first CPU allocation, this makes its allocator align tensors of 2 MB and more to 2 MB and
-#: ask Linux for transparent huge pages (``madvise``): a fresh tensor then costs one page fault per 2 MB instead
-#: of per 4 kB. Each network layer at inference allocates new full-size tensors and frees the last ones: the
-#: segmenter's pass over a 1 mm case (width 16, 2 cores) took 3.9 s, 3.0 s of it system time, without, and 3.0 s
-#: (1.8 s) with; the peak memory of a whole prediction was 0.07-0.17 GB lower with. No effect where the kernel
-#: has transparent huge pages off, or off Linux.
+#: PyTorch's CPU allocator reads this when it starts: "1" aligns tensors of 2 MB and more to 2 MB and asks Linux
+#: for transparent huge pages (``madvise``), one page fault per 2 MB instead of per 4 kB. Our commands leave it to
+#: the environment (PyTorch's default: off). On a two-core AMD Zen 4 machine it had sped up the segmenter's pass
+#: over a 1 mm case (3.9 s, 3.0 s of it system time, against 3.0 s and 1.8 s), so the commands had turned it on;
+#: on a two-core Intel Xeon (AMX) virtual machine it slowed the one prediction of a fresh process, which is what
+#: ``predict`` and the Slicer module run: the full set 3.3-4.2 s against 2.3-2.6 s without, FLAIR + T1ce with
+#: synthesized sequences 5.2-5.6 s against 3.7-4.1 s (3 runs each, same peak memory), and training steps
+#: changed by less than their noise. ``benchmark`` times a run with it, so each machine shows which way it goes.
 HUGE_PAGES_ENV = "THP_MEM_ALLOC_ENABLE"
-
-
-def use_huge_pages() -> None:
-    """Ask PyTorch's CPU allocator for transparent huge pages (``HUGE_PAGES_ENV``) unless the environment says
-    otherwise; commands call it first, before torch allocates anything."""
-    os.environ.setdefault(HUGE_PAGES_ENV, "1")
 
 
 #: What ``--precision`` accepts: ``auto`` picks bfloat16 where the device computes it natively, else float32 (at

@@ -10,13 +10,13 @@ What ``run_benchmark`` measures (module ``run``), on one synthetic 240x240x155 c
   one pass over the brain crop, at the default precision (``auto``: bfloat16 where the device computes it
   natively, ``runtime.resolve_precision``; both runs include T1ce); without ``quick`` also in the other precision (float32, or
   bfloat16 where the default is float32), FLAIR + T1ce without synthesized sequences (no MAE pass for the default
-  method's display-only MAE), without channels-last, and with the ``paper`` preset's sliding window. The
+  method's display-only MAE), without channels-last, with the ``paper`` preset's sliding window, and the full set with PyTorch's allocator
+  asking for transparent huge pages (``runtime.HUGE_PAGES_ENV``). The
   reference is what a user would otherwise pick, MONAI's BraTS tutorial:
   ``SegResNet(blocks_down=[1,2,2,4], blocks_up=[1,1,1], init_filters=16, in_channels=4, out_channels=3)``
   (random weights), channel-wise nonzero z-score, ``sliding_window_inference(roi_size=(240,240,160),
   sw_batch_size=1, overlap=0.5)``, sigmoid > 0.5, float32 on the CPU, in a process with PyTorch's default
-  allocator as the tutorial runs, and (without ``quick``) again with the transparent huge pages our commands
-  use; ratios are times in the same run, against both. The reference and the two default runs run
+  allocator as the tutorial runs; ratios are times in the same run. The reference and the two default runs run
   ``run.TARGET_REPEATS`` times each and the median run stands for them (the largest peak memory of the three);
 - ``predict_process``: a whole ``predict`` command as a user starts it, split into start, model loading,
   reading, checks, preprocessing, networks, mapping back, writing and exit, with its imports;

@@ -18,9 +18,6 @@ def _children() -> dict:
 
 
 def main(argv: list[str]) -> int:
-    from ..runtime import use_huge_pages
-
-    use_huge_pages()  # as the commands do
     kind, spec = argv[0], json.loads(argv[1])
     result = _children()[kind](spec)
     print("RESULT " + json.dumps(result, default=str), flush=True)

@@ -38,15 +38,15 @@ def gpu_peak_mb(device: str) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
 
 
-def run_child(kind: str, spec: dict, timeout: float, huge_pages: bool = True) -> dict:
+def run_child(kind: str, spec: dict, timeout: float, huge_pages: bool | None = None) -> dict:
     """Run the child ``kind`` (see ``benchmark.__main__``) on ``spec`` in a fresh Python process; its result
-    with ``process_s`` (the whole process's seconds) added, or ``{"error": ...}``. ``huge_pages``: PyTorch's
-    allocator asks for transparent huge pages as in our commands (``runtime.use_huge_pages``); False runs the
-    child as a plain Python process would (PyTorch's default)."""
+    with ``process_s`` (the whole process's seconds) added, or ``{"error": ...}``. ``huge_pages``: None runs
+    the child in this process's environment, as our commands would run; True and False set PyTorch's request
+    for transparent huge pages (``runtime.HUGE_PAGES_ENV``) on or off."""
     from ..runtime import HUGE_PAGES_ENV
 
     command = [sys.executable, "-m", "AllStageTraining.benchmark", kind, json.dumps(spec, default=str)]
-    env = {**os.environ, HUGE_PAGES_ENV: os.environ.get(HUGE_PAGES_ENV, "1") if huge_pages else "0"}
+    env = dict(os.environ) if huge_pages is None else {**os.environ, HUGE_PAGES_ENV: "1" if huge_pages else "0"}
     started = time.perf_counter()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)

@@ -27,17 +27,16 @@ def _header(report: dict) -> list[str]:
 
 
 def _inference(report: dict) -> list[str]:
-    lines = ["| run | precision | time with I/O (s) | ratio to SegResNet | ratio to SegResNet with huge pages "
-             "| networks (s) | GFLOP | GFLOP/s | share of conv3d peak | peak RSS (MB) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| run | precision | time with I/O (s) | ratio to SegResNet | networks (s) | GFLOP | GFLOP/s "
+             "| share of conv3d peak | peak RSS (MB) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in report["runs"].items():
         if "error" in r:
-            lines.append(f"| {name} | error: {r['error']} | | | | | | | | |")
+            lines.append(f"| {name} | error: {r['error']} | | | | | | | |")
             continue
         times = (" (median of " + ", ".join(f"{t:.1f}" for t in r["io_s_runs"]) + ")") if r.get("io_s_runs") else ""
         lines.append(f"| {name} | {r.get('precision', '-')} | {_fmt(r.get('io_s'), '%.1f')}{times} | "
-                     f"{_fmt(r.get('ratio_to_segresnet'), '%.2f')} | "
-                     f"{_fmt(r.get('ratio_to_segresnet_huge_pages'), '%.2f')} | {_fmt(r.get('model_s'), '%.1f')} | "
+                     f"{_fmt(r.get('ratio_to_segresnet'), '%.2f')} | {_fmt(r.get('model_s'), '%.1f')} | "
                      f"{_fmt(r.get('gflops'), '%.0f')} | {_fmt(r.get('gflop_per_s'), '%.0f')} | "
                      f"{_fmt(100 * r['share_of_peak'] if 'share_of_peak' in r else None, '%.0f%%')} | "
                      f"{_fmt(r.get('peak_rss_mb'), '%.0f')} |")
