@@ -10,8 +10,8 @@ What ``run_benchmark`` measures (module ``run``), on one synthetic 240x240x155 c
   one pass over the brain crop, at the default precision (``auto``: bfloat16 where the device computes it
   natively, ``runtime.resolve_precision``; both runs include T1ce); without ``quick`` also in the other precision (float32, or
   bfloat16 where the default is float32), FLAIR + T1ce without synthesized sequences (no MAE pass for the default
-  method's display-only MAE), without channels-last, with the ``paper`` preset's sliding window, and the full set with PyTorch's allocator
-  asking for transparent huge pages (``runtime.HUGE_PAGES_ENV``). The
+  method's display-only MAE), without channels-last, with the ``paper`` preset's sliding window, and the full
+  set with PyTorch's allocator asking for transparent huge pages (``runtime.HUGE_PAGES_ENV``). The
   reference is what a user would otherwise pick, MONAI's BraTS tutorial:
   ``SegResNet(blocks_down=[1,2,2,4], blocks_up=[1,1,1], init_filters=16, in_channels=4, out_channels=3)``
   (random weights), channel-wise nonzero z-score, ``sliding_window_inference(roi_size=(240,240,160),

@@ -440,7 +440,8 @@ class Predictor:
         report(0.55, "segmenting")
         padded = tuple(x.shape[2:])
         index = torch.tensor([scenario.index], device=self.device)
-        logits = self.run_network(lambda v, box: self.segmenter(v, index, deep=False)["logits"], x, crop_shape, scenario)
+        segment = lambda v, box: self.segmenter(v, index, deep=False)["logits"]  # noqa: E731
+        logits = self.run_network(segment, x, crop_shape, scenario)
         del x
         labels = labels_from_regions(logits[crop], _logit(self.cfg.inference.threshold)).cpu().numpy()
         del logits

@@ -33,8 +33,8 @@ def dynamic_head(features: Tensor, params: HeadParams) -> Tensor:
 
     One ordinary convolution stack per sample, on the sample's own slice, which keeps a channels-last input's
     layout. (Folding the batch into the channels for one grouped convolution changes the strides of a
-    channels-last tensor so that oneDNN reorders input and output at every layer: on a 1 mm case, bfloat16,
-    width 16, one thread, that head took 0.8 s against 0.15 s this way.)
+    channels-last tensor so that oneDNN reorders input and output at every layer: on a 1 mm case, width 16,
+    two threads, that head took 0.40 s against 0.07 s this way in bfloat16, 0.66 s against 0.11 s in float32.)
     """
     samples = []
     for sample in range(features.shape[0]):

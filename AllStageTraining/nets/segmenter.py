@@ -59,7 +59,8 @@ class PersonalizedSegmenter(nn.Module):
         if seg.personalize in ("none", "norm"):
             self.static_head = StaticHead(self.backbone.widths[0], seg.head_channels)
 
-    def forward(self, x: Tensor, scenario: Tensor | None = None, *, deep: bool = True) -> dict[str, Tensor | list[Tensor]]:
+    def forward(self, x: Tensor, scenario: Tensor | None = None, *,
+                deep: bool = True) -> dict[str, Tensor | list[Tensor]]:
         """x (B, 4, D, H, W), scenario (B,) indices into SCENARIOS (ignored when nothing is personalized);
         ``deep=False`` skips the deep-supervision heads (inference needs only the logits; "deep" is then [])."""
         skips = self.backbone.encode(x)

@@ -61,7 +61,8 @@ def test_dynamic_head_on_channels_last_features_and_under_bfloat16_autocast():
     assert torch.allclose(last, reference, atol=1e-6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = dynamic_head(features, params)
-        one = dynamic_head(features[:1].contiguous(memory_format=torch.channels_last_3d), [(w[:1], b[:1]) for w, b in params])
+        first = [(w[:1], b[:1]) for w, b in params]
+        one = dynamic_head(features[:1].contiguous(memory_format=torch.channels_last_3d), first)
     assert low.dtype == torch.bfloat16
     assert one.is_contiguous(memory_format=torch.channels_last_3d)  # oneDNN kept the layout: no reorders (slow)
     assert torch.allclose(low.float(), reference, atol=0.05 * reference.abs().max().item())
