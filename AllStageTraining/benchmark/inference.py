@@ -35,7 +35,7 @@ def count_flops_ours(cfg, padded_shape, with_mae: bool) -> int:
         with FlopCounterMode(display=False) as counter, torch.inference_mode():
             if with_mae:
                 x = mae.complete(x, available, box, torch.ones(1, 1, *padded_shape))
-            segmenter(x, torch.zeros(1, dtype=torch.long))
+            segmenter(x, torch.zeros(1, dtype=torch.long), deep=False)  # as the Predictor runs it
     return int(counter.get_total_flops())
 
 

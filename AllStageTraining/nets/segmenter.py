@@ -1,7 +1,8 @@
 """The personalized segmenter: the MAE's residual U-Net + a scenario-driven hyper-network head.
 
-forward(x (B, 4, D, H, W), scenario (B,) long indices into SCENARIOS) returns
+forward(x (B, 4, D, H, W), scenario (B,) long indices into SCENARIOS, *, deep=True) returns
 ``{"logits": (B, 3, D, H, W), "deep": [(B, 3, D/2, ...), (B, 3, D/4, ...)], "bottleneck": (B, 8w, D/8, ...)}``
+("deep" is [] with ``deep=False``: inference skips the deep-supervision heads)
 with region logits in REGIONS order (WT, TC, ET).
 """
 

@@ -194,12 +194,8 @@ class ResidualUNet(nn.Module):
             raise ValueError(
                 f"ResidualUNet expects (B, C, D, H, W) with D, H, W multiples of {self.divisor}; got {tuple(x.shape)}"
             )
-        device, dtype, layout = x.device.type, x.dtype, torch.preserve_format
-        if torch.is_autocast_enabled(device) and x.is_floating_point():
-            dtype = torch.get_autocast_dtype(device)  # cast once here, not by each of the two convolutions reading x
         if self.encoder[0].conv1.weight.is_contiguous(memory_format=torch.channels_last_3d):
-            layout = torch.channels_last_3d  # follow a channels-last model (see class doc)
-        x = x.to(dtype=dtype, memory_format=layout)
+            x = x.contiguous(memory_format=torch.channels_last_3d)  # follow a channels-last model (see class doc)
         skips = []
         for block in self.encoder:
             x = block(x)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from AllStageTraining.nets.hypernet import ScenarioHyperNetwork, StaticHead, dynamic_head
+from AllStageTraining.runtime import cpu_has_native_bfloat16
 
 torch.set_num_threads(1)
 NORMS = [16, 16, 8, 8, 4, 4]
@@ -64,7 +65,8 @@ def test_dynamic_head_on_channels_last_features_and_under_bfloat16_autocast():
         first = [(w[:1], b[:1]) for w, b in params]
         one = dynamic_head(features[:1].contiguous(memory_format=torch.channels_last_3d), first)
     assert low.dtype == torch.bfloat16
-    assert one.is_contiguous(memory_format=torch.channels_last_3d)  # oneDNN kept the layout: no reorders (slow)
+    if cpu_has_native_bfloat16():  # elsewhere bfloat16 convolutions take PyTorch's slow path, contiguous
+        assert one.is_contiguous(memory_format=torch.channels_last_3d)  # oneDNN kept the layout: no reorders
     assert torch.allclose(low.float(), reference, atol=0.05 * reference.abs().max().item())
 
 
