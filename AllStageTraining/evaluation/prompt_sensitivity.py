@@ -108,9 +108,10 @@ def real_versus_synthesized(rows: list[dict]) -> dict[str, float]:
     return out
 
 
-def write_prompt_tables(rows: list[dict], out_dir: str | Path) -> dict:
+def write_prompt_tables(rows: list[dict], out_dir: str | Path, *, completed: bool = True) -> dict:
     """``prompts.csv`` (every row), ``prompts.md`` (the mean table and both checks) in ``out_dir``; returns the
-    summary ``{"diagonal": ..., "real_vs_synthesized": ...}``."""
+    summary ``{"diagonal": ..., "real_vs_synthesized": ...}``. ``completed``: whether the MAE completed the
+    sequences a row lacks (False: a display-only MAE left them zero), which the captions say."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_csv(out_dir / "prompts.csv", FIELDS, rows)
@@ -118,7 +119,9 @@ def write_prompt_tables(rows: list[dict], out_dir: str | Path) -> dict:
     summary = {"diagonal": diagonal_advantage(table), "real_vs_synthesized": real_versus_synthesized(rows),
                "n_cases": len({r["case_id"] for r in rows})}
     shorts = [s.short for s in SCENARIOS]
-    lines = ["Mean Dice (%) over WT, TC and ET; rows: the sequences given (the rest completed by the MAE); "
+    rest, t1_t2 = (("completed by the MAE", "synthesized") if completed else
+                   ("zero: the MAE synthesizes for display only", "zero"))
+    lines = [f"Mean Dice (%) over WT, TC and ET; rows: the sequences given (the rest {rest}); "
              "columns: the prompt. Bold: the best prompt of each row.", "",
              "| given \\ prompt | " + " | ".join(shorts) + " |", "|---|" + "---:|" * len(shorts)]
     for i, short in enumerate(shorts):
@@ -131,7 +134,7 @@ def write_prompt_tables(rows: list[dict], out_dir: str | Path) -> dict:
               f"the matched prompt is the best of its row in {d['rows_where_matched_is_best']} of {d['complete_rows']} "
               f"rows; mean row "
               f"range {100 * d['mean_row_range']:.2f} points.", "",
-              "All four real vs FLAIR + T1ce real with T1 and T2 synthesized (both under the FC12 prompt), Dice (%): "
+              f"All four real vs FLAIR + T1ce real with T1 and T2 {t1_t2} (both under the FC12 prompt), Dice (%): "
               + ", ".join(f"{k} {100 * r['real_' + k]:.1f} vs {100 * r['synthesized_' + k]:.1f}"
                           for k in (*REGIONS, "mean")) + "."]
     atomic_write_text(out_dir / "prompts.md", "\n".join(lines) + "\n")

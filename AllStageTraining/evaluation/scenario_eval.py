@@ -267,7 +267,7 @@ def evaluate_prompts(predictor, split: dict, out_dir: str | Path, *, subset: str
     cases = scored_cases(split, subset, data_root=data_root)[:n_cases]
     rows = _rows_per_case(cases, folder.partial("prompts"), FIELDS,
                           lambda case: case_prompt_table(predictor, _load_as_predict_reads(case), scenarios), log)
-    summary = {**write_prompt_tables(rows, folder.root), "scored_subset": subset,
+    summary = {**write_prompt_tables(rows, folder.root, completed=predictor.completes_inputs), "scored_subset": subset,
                "cases": [c.case_id for c in cases], "scenarios": [s.short for s in scenarios]}
     atomic_write_json(folder.prompts_summary, summary)
     folder.partial("prompts").unlink(missing_ok=True)

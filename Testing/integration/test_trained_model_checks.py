@@ -67,8 +67,11 @@ def test_prompt_table_matched_cells_equal_what_predict_gives(trained, tmp_path, 
         (cell,) = [r for r in rows if r["given"] == scenario.short and r["prompt"] == scenario.short]
         for region in REGIONS:
             assert cell[region] == pytest.approx(expected[region], abs=1e-6)
-    summary = write_prompt_tables(rows, tmp_path)
-    assert (tmp_path / "prompts.md").is_file() and summary["n_cases"] == 1
+    summary = write_prompt_tables(rows, tmp_path, completed=predictor.completes_inputs)
+    assert summary["n_cases"] == 1
+    caption = (tmp_path / "prompts.md").read_text()
+    assert ("completed by the MAE" in caption) == predictor.completes_inputs
+    assert ("T1 and T2 zero" in caption) != predictor.completes_inputs
     table = mean_table(rows)
     assert np.isfinite(table[[s.index for s in chosen]][:, [s.index for s in chosen]]).all()
 
