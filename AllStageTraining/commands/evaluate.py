@@ -275,9 +275,10 @@ def write_intervals(out: Path, table, against: Path | None, extra: dict | None =
               + ", ".join(f"{part} {i.format()}" for part, i in parts.items()))
 
 
-def print_prompt_intervals(out: Path) -> None:
+def print_prompt_intervals(out: Path, *, completed: bool) -> None:
     """The prompt table's per-case statistics (``comparison.prompt_statistics``) with their 95% intervals over
-    the cases, printed and added to ``OUT/prompts.json`` as ``intervals``."""
+    the cases, printed and added to ``OUT/prompts.json`` as ``intervals``. ``completed``: whether the MAE
+    completed the missing T1 and T2 (False: they were zero), which the labels say."""
     import json
     import math
 
@@ -290,8 +291,9 @@ def print_prompt_intervals(out: Path) -> None:
     for row in read_rows(out / "prompts.csv"):
         per_case.setdefault((0, row["case_id"]), []).append(row)
     stats = prompt_statistics(per_case)
-    named = {"gap_mean": "all four real minus T1 and T2 synthesized, mean",
-             "gap_WT": "all four real minus T1 and T2 synthesized, WT"}
+    lacking = "synthesized" if completed else "zero"
+    named = {"gap_mean": f"all four real minus T1 and T2 {lacking}, mean",
+             "gap_WT": f"all four real minus T1 and T2 {lacking}, WT"}
     if len({row["prompt"] for rows in per_case.values() for row in rows}) == len(SCENARIOS):  # the 15 x 15 table
         named["advantage"] = "matched prompt minus its row's mean"
     summary = json.loads((out / "prompts.json").read_text())
@@ -409,7 +411,7 @@ def _evaluate_bundle(args, scenarios) -> int:
     if args.prompt_table_cases > 0:
         evaluate_prompts(predictor, split, args.out, subset=args.subset, n_cases=args.prompt_table_cases,
                          scenarios=scenarios, log=lambda line: print(line, file=sys.stderr, flush=True))
-        print_prompt_intervals(args.out)
+        print_prompt_intervals(args.out, completed=predictor.completes_inputs)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -499,8 +499,9 @@ def _prompt_sections(cells: Sequence[CellResult], grid: GridDescription) -> list
     return ["## Prompt sensitivity (sequences given x prompt used: 15 x 15 with all 15 scenarios)", "",
             "Matched minus row mean: the Dice of the matched prompt minus the row's mean over the prompts, "
             "averaged over the rows, per case (interval over cases and seeds). Real minus synthesized: all four "
-            "real sequences against FLAIR and T1ce real with T1 and T2 synthesized, both under the all-four "
-            "prompt (negative: the model does better on its own completions).", "",
+            "real sequences against FLAIR and T1ce real with T1 and T2 synthesized by the MAE (zero where it "
+            "synthesizes for display only), both under the all-four prompt (negative: the model does better "
+            "without the real T1 and T2).", "",
             "| Setting | Method | Matched minus row mean (points) | Rows where the matched prompt is best | "
             "Real minus synthesized, mean (points) | Real minus synthesized, WT (points) | Cases | Tables |",
             "|---|---|---:|---:|---:|---:|---:|---|", *rows, ""]

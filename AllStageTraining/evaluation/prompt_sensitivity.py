@@ -108,9 +108,9 @@ def real_versus_synthesized(rows: list[dict]) -> dict[str, float]:
     return out
 
 
-def write_prompt_tables(rows: list[dict], out_dir: str | Path, *, completed: bool = True) -> dict:
+def write_prompt_tables(rows: list[dict], out_dir: str | Path, *, completed: bool) -> dict:
     """``prompts.csv`` (every row), ``prompts.md`` (the mean table and both checks) in ``out_dir``; returns the
-    summary ``{"diagonal": ..., "real_vs_synthesized": ...}``. ``completed``: whether the MAE completed the
+    summary ``{"diagonal": ..., "real_vs_synthesized": ..., "n_cases": ...}``. ``completed``: whether the MAE completed the
     sequences a row lacks (False: a display-only MAE left them zero), which the captions say."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
