@@ -64,6 +64,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--prompt-table-cases", type=int, default=0, metavar="N",
                         help="with --bundle: also the prompt-sensitivity table and the real-vs-synthesized check "
                              "on the first N cases (default 0: none)")
+    parser.add_argument("--synthesis-table", action="store_true",
+                        help="with --bundle: also the synthesis quality of the bundle's MAE (PSNR, SSIM in and around "
+                             "the tumour, per missing sequence, over the 14 incomplete scenarios): synthesis.csv, "
+                             "synthesis.md; with --against, synthesis_paired.md")
+    parser.add_argument("--no-segmentation-table", action="store_true",
+                        help="with --bundle: skip the 15-scenario segmentation table and write only the tables "
+                             "asked for by --synthesis-table and --prompt-table-cases")
     parser.add_argument("--completions-as-inputs", action="store_true",
                         help="with --bundle: pass the MAE's completions to the segmenter as if they were real, also "
                              "where the bundle's MAE only synthesizes for display (mae_completes_inputs false): "
@@ -304,6 +311,19 @@ def print_prompt_intervals(out: Path, *, completed: bool) -> None:
             print(f"Dice points, {text}, 95% interval over the cases: {stats[key].format()}")
 
 
+def print_synthesis_differences(out: Path, against: Path | None) -> None:
+    """Print ``OUT/synthesis.md``; with an ``against`` folder holding a ``synthesis.csv`` of the same cases, also
+    write and print ``OUT/synthesis_paired.md`` (this MAE minus that one, ``synthesis_quality.write_paired_table``)."""
+    from AllStageTraining.evaluation.synthesis_quality import read_synthesis_rows, write_paired_table
+
+    print((out / "synthesis.md").read_text())
+    if against is None or not (against / "synthesis.csv").is_file():
+        return
+    write_paired_table(read_synthesis_rows(out / "synthesis.csv"), read_synthesis_rows(against / "synthesis.csv"), out,
+                       name=out.name, other_name=against.name)
+    print((out / "synthesis_paired.md").read_text())
+
+
 def run(args) -> int:
     return run_command(lambda: _evaluate(args))
 
@@ -364,8 +384,9 @@ def _check_options(args) -> None:
     from AllStageTraining.evaluation.metrics import HD95_CAP_MM
     from AllStageTraining.exit_codes import UsageError
 
-    if args.against is not None and not (args.against / "table.csv").is_file():
-        raise UsageError(f"--against {args.against}: no table.csv there (give a folder that evaluate wrote)")
+    if args.against is not None and not any((args.against / name).is_file() for name in ("table.csv", "synthesis.csv")):
+        raise UsageError(f"--against {args.against}: no table.csv or synthesis.csv there (give a folder that evaluate "
+                         "wrote)")
     if args.against is not None and args.against.resolve() == args.out.resolve():
         raise UsageError("--against must be another evaluation's folder than --out")
     if args.prompt_table_cases < 0:
@@ -373,23 +394,27 @@ def _check_options(args) -> None:
     if args.bundle is not None:
         if args.split is None or args.pred is not None or args.truth is not None or args.lesion_wise:
             raise UsageError("--bundle needs --split and goes without --pred, --truth and --lesion-wise")
+        if args.no_segmentation_table and not (args.synthesis_table or args.prompt_table_cases):
+            raise UsageError("--no-segmentation-table leaves nothing to do without --synthesis-table or "
+                             "--prompt-table-cases")
         if args.hd95_cap != HD95_CAP_MM or args.et_min_mm3 != ET_POSTPROCESS_MIN_MM3:
             raise UsageError("--hd95-cap and --et-min-mm3 apply to --pred only (--bundle uses the defaults)")
         return
     if args.pred is None or args.truth is None:
         raise UsageError("give --pred and --truth (prediction files to score), or --bundle and --split")
     if (args.split is not None or args.prompt_table_cases or args.threads is not None or args.subset != "test"
-            or args.completions_as_inputs):
-        raise UsageError("--split, --subset, --prompt-table-cases, --completions-as-inputs and --threads go with "
-                         "--bundle only")
+            or args.completions_as_inputs or args.synthesis_table or args.no_segmentation_table):
+        raise UsageError("--split, --subset, --prompt-table-cases, --synthesis-table, --no-segmentation-table, "
+                         "--completions-as-inputs and --threads go with --bundle only")
 
 
 def _evaluate_bundle(args, scenarios) -> int:
     """``--bundle``: segment and score the split's subset (``evaluation.scenario_eval``), as an experiment cell
-    does; the prompt-sensitivity table too with ``--prompt-table-cases``."""
+    does (unless ``--no-segmentation-table``); the synthesis-quality table with ``--synthesis-table`` and the
+    prompt-sensitivity table with ``--prompt-table-cases``."""
     import json
 
-    from AllStageTraining.evaluation.scenario_eval import evaluate_prompts, evaluate_split
+    from AllStageTraining.evaluation.scenario_eval import evaluate_prompts, evaluate_split, evaluate_synthesis
     from AllStageTraining.exit_codes import UsageError
     from AllStageTraining.inference.predictor import Predictor
     from AllStageTraining.runtime import resolve_device, set_threads
@@ -404,13 +429,21 @@ def _evaluate_bundle(args, scenarios) -> int:
         identity["completions_as_inputs"] = True
     _claim_predictions(args.out / "pred", identity)
     split = json.loads(args.split.read_text())
-    table = evaluate_split(predictor, split, args.out, subset=args.subset, scenarios=scenarios,
-                           postprocess=args.postprocess_et, method=args.method or args.bundle.stem)
-    print(table.to_markdown())
-    write_intervals(args.out, table, args.against, identity)
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if not args.no_segmentation_table:
+        table = evaluate_split(predictor, split, args.out, subset=args.subset, scenarios=scenarios,
+                               postprocess=args.postprocess_et, method=args.method or args.bundle.stem)
+        print(table.to_markdown())
+        against = args.against if args.against is not None and (args.against / "table.csv").is_file() else None
+        write_intervals(args.out, table, against, identity)
+    if args.synthesis_table:
+        if predictor.mae is None:
+            raise UsageError(f"--synthesis-table: {args.bundle} has no MAE")
+        evaluate_synthesis(predictor, split, args.out, subset=args.subset, scenarios=scenarios, log=log)
+        print_synthesis_differences(args.out, args.against)
     if args.prompt_table_cases > 0:
         evaluate_prompts(predictor, split, args.out, subset=args.subset, n_cases=args.prompt_table_cases,
-                         scenarios=scenarios, log=lambda line: print(line, file=sys.stderr, flush=True))
+                         scenarios=scenarios, log=log)
         print_prompt_intervals(args.out, completed=predictor.completes_inputs)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

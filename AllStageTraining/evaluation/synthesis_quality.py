@@ -9,7 +9,8 @@ the z-score scale of preprocessing, inside the brain: in the tumour (WT) and in 
   over that region's voxels; the map is computed on the brain box with the outside set to 0 in both images.
 
 Rows: one per (case, scenario, missing sequence). ``summarize`` averages per missing sequence over all the
-scenarios that lack it and over the cases.
+scenarios that lack it and over the cases; ``write_paired_table`` compares two MAEs' rows of the same cases
+(each case's mean over the scenarios, paired differences with bootstrap intervals over the cases).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from ..fileio import atomic_write_csv, atomic_write_text
 SSIM_WINDOW = 7
 FIELDS = ("case_id", "scenario", "sequence", "psnr_tumour", "psnr_healthy", "ssim_tumour", "ssim_healthy",
           "ssim_brain")
+#: Score columns -> their names in tables, with the digits shown.
+SCORES: dict[str, tuple[str, int]] = {"psnr_tumour": ("PSNR tumour (dB)", 2), "psnr_healthy": ("PSNR healthy brain (dB)", 2),
+                                      "ssim_tumour": ("SSIM tumour", 3), "ssim_healthy": ("SSIM healthy brain", 3),
+                                      "ssim_brain": ("SSIM brain", 3)}
 
 
 def ssim_map(prediction: torch.Tensor, target: torch.Tensor, data_range: float) -> torch.Tensor:
@@ -127,3 +132,46 @@ def read_synthesis_rows(path: str | Path) -> list[dict]:
     """The rows of a ``synthesis.csv`` (scores as floats)."""
     with Path(path).open(newline="") as handle:
         return [{k: (v if k in FIELDS[:3] else float(v)) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def _signed(interval, digits: int) -> str:
+    """``"+0.31 [+0.14, +0.52]"``: an interval's mean and bounds with their signs."""
+    return f"{interval.mean:+.{digits}f} [{interval.low:+.{digits}f}, {interval.high:+.{digits}f}]"
+
+
+def case_means(rows: list[dict], sequence: str, score: str) -> dict[tuple[int, str], float]:
+    """``{(0, case_id): mean of score}`` over the (finite) rows where ``sequence`` was synthesized, one key per case
+    (the key ``bootstrap`` expects: one seed)."""
+    values: dict[str, list[float]] = {}
+    for row in rows:
+        if row["sequence"] == sequence and math.isfinite(float(row[score])):
+            values.setdefault(row["case_id"], []).append(float(row[score]))
+    return {(0, case): sum(v) / len(v) for case, v in values.items()}
+
+
+def write_paired_table(rows: list[dict], other_rows: list[dict], out_dir: str | Path, *, name: str,
+                       other_name: str) -> dict[str, dict[str, dict]]:
+    """``synthesis_paired.md`` in ``out_dir``: per missing sequence and score, both MAEs' means and ``name`` minus
+    ``other_name`` with its 95% bootstrap interval over the cases both scored (each case's mean over the scenarios
+    that lack the sequence). Returns ``{sequence: {score: Interval.to_json()}}`` of the differences."""
+    from .bootstrap import bootstrap_mean, paired_difference
+
+    lines = [f"# Synthesis quality, paired: `{name}` minus `{other_name}`", "",
+             "Each case's mean over the incomplete scenarios that lack the sequence; 95% bootstrap interval over the "
+             "cases both scored. Positive: `" + name + "` synthesizes better. **Bold**: the interval excludes zero.",
+             "", f"| missing sequence | score | `{other_name}` | `{name}` | difference | cases |",
+             "|---|---|---:|---:|---:|---:|"]
+    out: dict[str, dict[str, dict]] = {}
+    for score, (label, digits) in SCORES.items():
+        for sequence in MODALITIES:
+            mine, theirs = case_means(rows, sequence, score), case_means(other_rows, sequence, score)
+            if not (set(mine) & set(theirs)):
+                continue
+            difference = paired_difference(mine, theirs)
+            out.setdefault(sequence, {})[score] = difference.to_json()
+            text = _signed(difference, digits)
+            text = f"**{text}**" if difference.excludes_zero else text
+            lines.append(f"| {MODALITY_DISPLAY[sequence]} | {label} | {bootstrap_mean(theirs).mean:.{digits}f} | "
+                         f"{bootstrap_mean(mine).mean:.{digits}f} | {text} | {difference.n} |")
+    atomic_write_text(Path(out_dir) / "synthesis_paired.md", "\n".join(lines) + "\n")
+    return out

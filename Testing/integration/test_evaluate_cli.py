@@ -281,6 +281,33 @@ def test_evaluate_a_bundle_on_a_split_then_rescore_its_predictions(tiny_bundle, 
     assert code == 2 and "predictions of another bundle" in err
 
 
+def test_evaluate_a_bundles_synthesis_alone_and_paired_against_another_evaluation(tiny_bundle, tiny_split, tmp_path,
+                                                                                    capsys):
+    """``--synthesis-table --no-segmentation-table``: only the MAE's synthesis table, one row per case and missing
+    sequence of each incomplete scenario; the same bundle again ``--against`` it pairs to a difference of zero."""
+    split = json.loads(tiny_split.read_text())
+    first, second = tmp_path / "first", tmp_path / "second"
+    args = ("--bundle", tiny_bundle, "--split", tiny_split, "--scenarios", "FC,FC12", "--synthesis-table",
+            "--no-segmentation-table", "--threads", "2", "--device", "cpu")
+    code, out, err = evaluate_in_process(capsys, *args, "--out", first)
+    assert code == 0, err
+    assert not (first / "table.csv").exists() and not (first / "summary.json").exists()
+    with (first / "synthesis.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["case_id"], r["scenario"], r["sequence"]) for r in rows] == [
+        (case, "FC", sequence) for case in split["test"] for sequence in ("t1", "t2")]  # FC12 lacks nothing
+    assert "| T1 |" in out and not (first / "synthesis_paired.md").exists()
+
+    code, out, err = evaluate_in_process(capsys, *args, "--out", second, "--against", first)
+    assert code == 0, err
+    paired = (second / "synthesis_paired.md").read_text()
+    assert "`second` minus `first`" in paired and paired.count("+0.000 [+0.000, +0.000]") == 6  # 3 SSIMs x T1, T2
+    assert "**" not in paired.split("| missing sequence")[1]  # no difference is called one
+    code, _, err = evaluate_in_process(capsys, "--bundle", tiny_bundle, "--split", tiny_split, "--out", tmp_path / "x",
+                                       "--no-segmentation-table")
+    assert code == 2 and "leaves nothing to do" in err
+
+
 def test_evaluate_gives_intervals_and_paired_differences_against_an_earlier_evaluation(folders, tmp_path, capsys):
     truth_dir, pred_dir, _ = folders
     first, second = tmp_path / "first", tmp_path / "second"
@@ -298,7 +325,7 @@ def test_evaluate_gives_intervals_and_paired_differences_against_an_earlier_eval
     assert all(same[part]["mean"] == same[part]["low"] == same[part]["high"] == 0 for part in ("WT", "TC", "ET"))
     code, _, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", truth_dir, "--out", second,
                                        "--against", tmp_path)
-    assert code == 2 and "no table.csv" in err
+    assert code == 2 and "no table.csv or synthesis.csv" in err
     code, _, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", truth_dir, "--out", first,
                                        "--against", first)
     assert code == 2 and "another evaluation's folder" in err
