@@ -11,7 +11,9 @@ method's predictions can be scored this way. Writes ``table.csv`` (per case), ``
 ``--bundle B --split S`` scores a model bundle instead: it segments every case of the split's ``--subset``
 in each scenario as ``predict`` would (the bundle's windows and precision), keeps the predictions in
 ``OUT/pred`` (a rerun scores those already written) and writes the same tables; ``--prompt-table-cases N``
-adds the prompt-sensitivity table of the first N cases with the real-vs-synthesized check (``prompts.*``).
+adds the prompt-sensitivity table of the first N cases with the real-vs-synthesized check (``prompts.*``),
+``--synthesis-table`` the synthesis quality of the bundle's MAE (``synthesis.*``; with ``--against``, paired with
+that evaluation's: ``synthesis_paired.*``), and ``--no-segmentation-table`` leaves out the segmentation table.
 Exit codes (``exit_codes``): 0 scored, 2 bad input (no truth, no prediction at all, geometry mismatch, bad
 label values), 1 anything unexpected.
 """
@@ -45,7 +47,8 @@ def add_arguments(parser) -> None:
                         help="ground-truth folder: label files in any BraTS layout (TRUTH/<case>_seg.nii.gz or "
                              "TRUTH/<case>/<case>_seg.nii.gz; the images need not be there)")
     parser.add_argument("--out", required=True, type=Path,
-                        help="output folder for table.csv, table_summary.csv, table.md, summary.json, heatmap.png")
+                        help="output folder for table.csv, table_summary.csv, table.md, summary.json, heatmap.png "
+                             "(and the extra tables asked for)")
     parser.add_argument("--postprocess-et", action="store_true",
                         help="also score ET after BraTS post-processing (predicted ET below --et-min-mm3 becomes NCR)")
     parser.add_argument("--et-min-mm3", type=float, default=ET_POSTPROCESS_MIN_MM3, metavar="MM3",
@@ -66,11 +69,11 @@ def add_arguments(parser) -> None:
                              "on the first N cases (default 0: none)")
     parser.add_argument("--synthesis-table", action="store_true",
                         help="with --bundle: also the synthesis quality of the bundle's MAE (PSNR, SSIM in and around "
-                             "the tumour, per missing sequence, over the 14 incomplete scenarios): synthesis.csv, "
-                             "synthesis.md; with --against, synthesis_paired.md")
+                             "the tumour, per missing sequence, over the incomplete scenarios scored: 14 of all 15): "
+                             "synthesis.csv, synthesis.md; with --against, synthesis_paired.md and .json")
     parser.add_argument("--no-segmentation-table", action="store_true",
-                        help="with --bundle: skip the 15-scenario segmentation table and write only the tables "
-                             "asked for by --synthesis-table and --prompt-table-cases")
+                        help="with --bundle: no segmentation table (no predictions in OUT/pred, no table.csv or "
+                             "summary.json); only the tables --synthesis-table and --prompt-table-cases ask for")
     parser.add_argument("--completions-as-inputs", action="store_true",
                         help="with --bundle: pass the MAE's completions to the segmenter as if they were real, also "
                              "where the bundle's MAE only synthesizes for display (mae_completes_inputs false): "
@@ -79,8 +82,9 @@ def add_arguments(parser) -> None:
                         help="with --bundle: where it runs (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="with --bundle: CPU threads")
     parser.add_argument("--against", type=Path, default=None, metavar="DIR",
-                        help="an earlier evaluation's folder (its table.csv) of the same cases: also the paired "
-                             "differences of the means (this minus that) with their intervals")
+                        help="an earlier evaluation's folder of the same cases (its table.csv, and its synthesis.csv "
+                             "with --synthesis-table): also the paired differences of the means (this minus that) "
+                             "with their intervals")
     parser.add_argument("--lesion-wise", action="store_true",
                         help="also the official BraTS lesion-wise Dice and HD95 (brats-evaluation on panoptica; "
                              'pip install ".[brats]"): lesion_wise.csv and their means in summary.json')
@@ -312,15 +316,25 @@ def print_prompt_intervals(out: Path, *, completed: bool) -> None:
 
 
 def print_synthesis_differences(out: Path, against: Path | None) -> None:
-    """Print ``OUT/synthesis.md``; with an ``against`` folder holding a ``synthesis.csv`` of the same cases, also
-    write and print ``OUT/synthesis_paired.md`` (this MAE minus that one, ``synthesis_quality.write_paired_table``)."""
+    """Print ``OUT/synthesis.md``; with an ``against`` evaluation (its ``synthesis.csv``), also write and print
+    ``OUT/synthesis_paired.md`` and ``.json`` (this MAE minus that one on the cases and scenarios both scored,
+    ``synthesis_quality.write_paired_table``); without, remove those an earlier run left."""
     from AllStageTraining.evaluation.synthesis_quality import read_synthesis_rows, write_paired_table
+    from AllStageTraining.exit_codes import UsageError
 
     print((out / "synthesis.md").read_text())
-    if against is None or not (against / "synthesis.csv").is_file():
+    if against is None:
+        for name in ("synthesis_paired.md", "synthesis_paired.json"):
+            (out / name).unlink(missing_ok=True)
         return
-    write_paired_table(read_synthesis_rows(out / "synthesis.csv"), read_synthesis_rows(against / "synthesis.csv"), out,
-                       name=out.name, other_name=against.name)
+    names = (out.resolve().name, against.resolve().name)
+    if names[0] == names[1]:
+        names = (str(out), str(against))
+    try:
+        write_paired_table(read_synthesis_rows(out / "synthesis.csv"), read_synthesis_rows(against / "synthesis.csv"),
+                           out, name=names[0], other_name=names[1])
+    except ValueError as error:
+        raise UsageError(f"--against {against}: {error}") from None
     print((out / "synthesis_paired.md").read_text())
 
 
@@ -384,11 +398,17 @@ def _check_options(args) -> None:
     from AllStageTraining.evaluation.metrics import HD95_CAP_MM
     from AllStageTraining.exit_codes import UsageError
 
-    if args.against is not None and not any((args.against / name).is_file() for name in ("table.csv", "synthesis.csv")):
-        raise UsageError(f"--against {args.against}: no table.csv or synthesis.csv there (give a folder that evaluate "
-                         "wrote)")
-    if args.against is not None and args.against.resolve() == args.out.resolve():
-        raise UsageError("--against must be another evaluation's folder than --out")
+    if args.against is not None:
+        segments = args.bundle is None or not args.no_segmentation_table
+        needed = [name for name, wanted in (("table.csv", segments), ("synthesis.csv", args.synthesis_table)) if wanted]
+        if not needed:
+            raise UsageError("--against pairs the segmentation or synthesis table; neither is written here")
+        missing = [name for name in needed if not (args.against / name).is_file()]
+        if missing:
+            raise UsageError(f"--against {args.against}: no {' or '.join(missing)} there (give a folder that evaluate "
+                             "wrote with the same tables)")
+        if args.against.resolve() == args.out.resolve():
+            raise UsageError("--against must be another evaluation's folder than --out")
     if args.prompt_table_cases < 0:
         raise UsageError(f"--prompt-table-cases must be 0 or more, not {args.prompt_table_cases}")
     if args.bundle is not None:
@@ -422,6 +442,8 @@ def _evaluate_bundle(args, scenarios) -> int:
     set_threads(args.threads)
     predictor = Predictor.from_bundle(args.bundle, resolve_device(args.device))
     identity = {"bundle": str(args.bundle), "content_sha256": predictor.meta.get("content_sha256")}
+    if args.synthesis_table and predictor.mae is None:
+        raise UsageError(f"--synthesis-table: {args.bundle} has no MAE")
     if args.completions_as_inputs:
         if predictor.mae is None:
             raise UsageError(f"--completions-as-inputs: {args.bundle} has no MAE")
@@ -434,11 +456,8 @@ def _evaluate_bundle(args, scenarios) -> int:
         table = evaluate_split(predictor, split, args.out, subset=args.subset, scenarios=scenarios,
                                postprocess=args.postprocess_et, method=args.method or args.bundle.stem)
         print(table.to_markdown())
-        against = args.against if args.against is not None and (args.against / "table.csv").is_file() else None
-        write_intervals(args.out, table, against, identity)
+        write_intervals(args.out, table, args.against, identity)
     if args.synthesis_table:
-        if predictor.mae is None:
-            raise UsageError(f"--synthesis-table: {args.bundle} has no MAE")
         evaluate_synthesis(predictor, split, args.out, subset=args.subset, scenarios=scenarios, log=log)
         print_synthesis_differences(args.out, args.against)
     if args.prompt_table_cases > 0:

@@ -47,6 +47,20 @@ class Interval:
         f = f"{{:.{digits}f}}"
         return f"{f.format(scale * self.mean)} [{f.format(scale * self.low)}, {f.format(scale * self.high)}]"
 
+    def format_difference(self, scale: float = 100.0, digits: int = 1) -> str:
+        """A difference with its signs, ``"+3.2 [+0.5, +6.1]"``; bold when the interval excludes zero and rests on
+        two values or more (one value makes no interval); ``"–"`` when there is nothing to show."""
+        if self.n == 0 or not np.isfinite(self.mean):
+            return "–"
+        text = " ".join((signed(self.mean, scale, digits),
+                         f"[{signed(self.low, scale, digits)}, {signed(self.high, scale, digits)}]"))
+        return f"**{text}**" if self.excludes_zero and self.n > 1 else text
+
+
+def signed(value: float, scale: float = 100.0, digits: int = 1) -> str:
+    """``scale * value`` with its sign, e.g. ``"+3.2"`` (never ``"-0.0"``)."""
+    return f"{round(scale * value, digits) + 0.0:+.{digits}f}"
+
 
 def _grouped(values: Mapping[Key, float]) -> list[np.ndarray]:
     """The values as one float64 array per seed (seeds in sorted order, cases in sorted order)."""

@@ -216,18 +216,9 @@ def _pct(value: float | None) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{100.0 * value:.1f}"
 
 
-def _points(value: float) -> str:
-    """A Dice difference in points with its sign, ``+3.2`` (never ``-0.0``)."""
-    return f"{round(100.0 * value, 1) + 0.0:+.1f}"
-
-
 def _signed(interval: Interval) -> str:
-    """``+3.2 [+0.5, +6.1]`` in Dice points; bold when the interval excludes zero (and rests on two values
-    or more: one value makes no interval)."""
-    if interval.n == 0 or not math.isfinite(interval.mean):
-        return "–"
-    text = f"{_points(interval.mean)} [{_points(interval.low)}, {_points(interval.high)}]"
-    return f"**{text}**" if interval.excludes_zero and interval.n > 1 else text
+    """``+3.2 [+0.5, +6.1]`` in Dice points, bold where it counts (``Interval.format_difference``)."""
+    return interval.format_difference()
 
 
 def _duration(seconds: float | None) -> str:

@@ -10,7 +10,7 @@ the z-score scale of preprocessing, inside the brain: in the tumour (WT) and in 
 
 Rows: one per (case, scenario, missing sequence). ``summarize`` averages per missing sequence over all the
 scenarios that lack it and over the cases; ``write_paired_table`` compares two MAEs' rows of the same cases
-(each case's mean over the scenarios, paired differences with bootstrap intervals over the cases).
+(each case's mean over the scenarios both evaluated, paired differences with bootstrap intervals over the cases).
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ import torch
 import torch.nn.functional as F
 
 from ..constants import MODALITIES, MODALITY_DISPLAY, SCENARIOS
-from ..fileio import atomic_write_csv, atomic_write_text
+from ..fileio import atomic_write_csv, atomic_write_json, atomic_write_text
 
 SSIM_WINDOW = 7
 FIELDS = ("case_id", "scenario", "sequence", "psnr_tumour", "psnr_healthy", "ssim_tumour", "ssim_healthy",
           "ssim_brain")
-#: Score columns -> their names in tables, with the digits shown.
-SCORES: dict[str, tuple[str, int]] = {"psnr_tumour": ("PSNR tumour (dB)", 2), "psnr_healthy": ("PSNR healthy brain (dB)", 2),
-                                      "ssim_tumour": ("SSIM tumour", 3), "ssim_healthy": ("SSIM healthy brain", 3),
-                                      "ssim_brain": ("SSIM brain", 3)}
+#: Score columns -> (their heading in tables, digits shown).
+SCORES: dict[str, tuple[str, int]] = {
+    "psnr_tumour": ("PSNR tumour (dB)", 2), "psnr_healthy": ("PSNR healthy (dB)", 2), "ssim_tumour": ("SSIM tumour", 3),
+    "ssim_healthy": ("SSIM healthy", 3), "ssim_brain": ("SSIM brain", 3)}
 
 
 def ssim_map(prediction: torch.Tensor, target: torch.Tensor, data_range: float) -> torch.Tensor:
@@ -119,11 +119,11 @@ def write_synthesis_tables(rows: list[dict], out_dir: str | Path) -> dict[str, d
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_csv(out_dir / "synthesis.csv", FIELDS, rows)
     summary = summarize(rows)
-    lines = ["| missing sequence | PSNR tumour (dB) | PSNR healthy (dB) | SSIM tumour | SSIM healthy | SSIM brain | rows |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| missing sequence | " + " | ".join(label for label, _ in SCORES.values()) + " | rows |",
+             "|---|" + "---:|" * (len(SCORES) + 1)]
     for name, s in summary.items():
-        lines.append(f"| {MODALITY_DISPLAY[name]} | {s['psnr_tumour']:.2f} | {s['psnr_healthy']:.2f} | "
-                     f"{s['ssim_tumour']:.3f} | {s['ssim_healthy']:.3f} | {s['ssim_brain']:.3f} | {s['n']} |")
+        lines.append(f"| {MODALITY_DISPLAY[name]} | " + " | ".join(f"{s[key]:.{digits}f}" for key, (_, digits)
+                                                                   in SCORES.items()) + f" | {s['n']} |")
     atomic_write_text(out_dir / "synthesis.md", "\n".join(lines) + "\n")
     return summary
 
@@ -134,44 +134,48 @@ def read_synthesis_rows(path: str | Path) -> list[dict]:
         return [{k: (v if k in FIELDS[:3] else float(v)) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def _signed(interval, digits: int) -> str:
-    """``"+0.31 [+0.14, +0.52]"``: an interval's mean and bounds with their signs."""
-    return f"{interval.mean:+.{digits}f} [{interval.low:+.{digits}f}, {interval.high:+.{digits}f}]"
+def _paired_case_means(rows: list[dict], other_rows: list[dict], sequence: str, score: str):
+    """``({(0, case): mean}, {(0, case): mean})`` of ``score`` for ``sequence`` over the (scenario) rows both tables
+    hold with finite values, so that each case is averaged over the same scenarios on both sides."""
+    def finite(source):
+        return {(r["case_id"], r["scenario"]): float(r[score]) for r in source
+                if r["sequence"] == sequence and math.isfinite(float(r[score]))}
 
-
-def case_means(rows: list[dict], sequence: str, score: str) -> dict[tuple[int, str], float]:
-    """``{(0, case_id): mean of score}`` over the (finite) rows where ``sequence`` was synthesized, one key per case
-    (the key ``bootstrap`` expects: one seed)."""
-    values: dict[str, list[float]] = {}
-    for row in rows:
-        if row["sequence"] == sequence and math.isfinite(float(row[score])):
-            values.setdefault(row["case_id"], []).append(float(row[score]))
-    return {(0, case): sum(v) / len(v) for case, v in values.items()}
+    mine, theirs = finite(rows), finite(other_rows)
+    out: tuple[dict, dict] = ({}, {})
+    for case, scenario in sorted(set(mine) & set(theirs)):
+        for side, values in zip(out, (mine, theirs)):
+            side.setdefault((0, case), []).append(values[case, scenario])
+    return tuple({key: sum(v) / len(v) for key, v in side.items()} for side in out)
 
 
 def write_paired_table(rows: list[dict], other_rows: list[dict], out_dir: str | Path, *, name: str,
                        other_name: str) -> dict[str, dict[str, dict]]:
-    """``synthesis_paired.md`` in ``out_dir``: per missing sequence and score, both MAEs' means and ``name`` minus
-    ``other_name`` with its 95% bootstrap interval over the cases both scored (each case's mean over the scenarios
-    that lack the sequence). Returns ``{sequence: {score: Interval.to_json()}}`` of the differences."""
-    from .bootstrap import bootstrap_mean, paired_difference
+    """``synthesis_paired.md`` and ``synthesis_paired.json`` in ``out_dir``: per missing sequence and score, both
+    MAEs' means and ``name`` minus ``other_name`` with its 95% bootstrap interval over the cases, on the (case,
+    scenario) rows both tables hold (each case's mean over its scenarios). Returns ``{sequence: {score:
+    Interval.to_json()}}`` of the differences; ValueError when the tables share no row."""
+    from .bootstrap import paired_difference
 
     lines = [f"# Synthesis quality, paired: `{name}` minus `{other_name}`", "",
-             "Each case's mean over the incomplete scenarios that lack the sequence; 95% bootstrap interval over the "
-             "cases both scored. Positive: `" + name + "` synthesizes better. **Bold**: the interval excludes zero.",
+             "Each case's mean over the incomplete scenarios, evaluated in both, that lack the sequence; 95% bootstrap "
+             f"interval over the cases. Positive: `{name}` synthesizes better. **Bold**: the interval excludes zero.",
              "", f"| missing sequence | score | `{other_name}` | `{name}` | difference | cases |",
              "|---|---|---:|---:|---:|---:|"]
     out: dict[str, dict[str, dict]] = {}
     for score, (label, digits) in SCORES.items():
         for sequence in MODALITIES:
-            mine, theirs = case_means(rows, sequence, score), case_means(other_rows, sequence, score)
-            if not (set(mine) & set(theirs)):
+            mine, theirs = _paired_case_means(rows, other_rows, sequence, score)
+            if not mine:
                 continue
             difference = paired_difference(mine, theirs)
             out.setdefault(sequence, {})[score] = difference.to_json()
-            text = _signed(difference, digits)
-            text = f"**{text}**" if difference.excludes_zero else text
-            lines.append(f"| {MODALITY_DISPLAY[sequence]} | {label} | {bootstrap_mean(theirs).mean:.{digits}f} | "
-                         f"{bootstrap_mean(mine).mean:.{digits}f} | {text} | {difference.n} |")
+            lines.append(f"| {MODALITY_DISPLAY[sequence]} | {label} | {sum(theirs.values()) / len(theirs):.{digits}f} | "
+                         f"{sum(mine.values()) / len(mine):.{digits}f} | "
+                         f"{difference.format_difference(scale=1.0, digits=digits)} | {difference.n} |")
+    if not out:
+        raise ValueError(f"the synthesis tables of {name} and {other_name} share no case and scenario")
     atomic_write_text(Path(out_dir) / "synthesis_paired.md", "\n".join(lines) + "\n")
+    atomic_write_json(Path(out_dir) / "synthesis_paired.json", {"name": name, "against": other_name, "level": 0.95,
+                                                                "over": "cases", "differences": out})
     return out

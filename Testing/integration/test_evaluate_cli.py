@@ -284,7 +284,8 @@ def test_evaluate_a_bundle_on_a_split_then_rescore_its_predictions(tiny_bundle, 
 def test_evaluate_a_bundles_synthesis_alone_and_paired_against_another_evaluation(tiny_bundle, tiny_split, tmp_path,
                                                                                     capsys):
     """``--synthesis-table --no-segmentation-table``: only the MAE's synthesis table, one row per case and missing
-    sequence of each incomplete scenario; the same bundle again ``--against`` it pairs to a difference of zero."""
+    sequence of each incomplete scenario; a second run ``--against`` the first, whose SSIM brain is lowered by 0.1,
+    pairs this minus that to +0.100 and every other score to zero."""
     split = json.loads(tiny_split.read_text())
     first, second = tmp_path / "first", tmp_path / "second"
     args = ("--bundle", tiny_bundle, "--split", tiny_split, "--scenarios", "FC,FC12", "--synthesis-table",
@@ -297,15 +298,34 @@ def test_evaluate_a_bundles_synthesis_alone_and_paired_against_another_evaluatio
     assert [(r["case_id"], r["scenario"], r["sequence"]) for r in rows] == [
         (case, "FC", sequence) for case in split["test"] for sequence in ("t1", "t2")]  # FC12 lacks nothing
     assert "| T1 |" in out and not (first / "synthesis_paired.md").exists()
+    for row in rows:
+        row["ssim_brain"] = float(row["ssim_brain"]) - 0.1
+    with (first / "synthesis.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
     code, out, err = evaluate_in_process(capsys, *args, "--out", second, "--against", first)
     assert code == 0, err
     paired = (second / "synthesis_paired.md").read_text()
-    assert "`second` minus `first`" in paired and paired.count("+0.000 [+0.000, +0.000]") == 6  # 3 SSIMs x T1, T2
-    assert "**" not in paired.split("| missing sequence")[1]  # no difference is called one
-    code, _, err = evaluate_in_process(capsys, "--bundle", tiny_bundle, "--split", tiny_split, "--out", tmp_path / "x",
-                                       "--no-segmentation-table")
-    assert code == 2 and "leaves nothing to do" in err
+    assert "`second` minus `first`" in paired
+    n = len(split["test"])
+    for sequence in ("T1", "T2"):
+        assert f"| {sequence} | SSIM brain |" in paired and paired.count(f"| {sequence} | PSNR") == 2
+    assert paired.count(f"+0.100 [+0.100, +0.100]{'**' if n > 1 else ''} | {n} |") == 2
+    assert paired.count("+0.000 [+0.000, +0.000] |") == 4 and paired.count("+0.00 [+0.00, +0.00] |") == 4
+    differences = json.loads((second / "synthesis_paired.json").read_text())["differences"]
+    assert differences["t1"]["ssim_brain"]["mean"] == pytest.approx(0.1)
+    code, _, _ = evaluate_in_process(capsys, *args, "--out", second)  # no --against: no stale paired table
+    assert code == 0 and not (second / "synthesis_paired.md").exists()
+
+    bundle = ("--bundle", tiny_bundle, "--split", tiny_split, "--out", tmp_path / "x")
+    for extra, message in ((("--no-segmentation-table",), "leaves nothing to do"),
+                           (("--against", first), "no table.csv there"),  # segmentation needs its table.csv
+                           (("--no-segmentation-table", "--prompt-table-cases", "1", "--against", first),
+                            "neither is written here")):
+        code, _, err = evaluate_in_process(capsys, *bundle, *extra)
+        assert code == 2 and message in err, (extra, err)
 
 
 def test_evaluate_gives_intervals_and_paired_differences_against_an_earlier_evaluation(folders, tmp_path, capsys):
@@ -325,7 +345,7 @@ def test_evaluate_gives_intervals_and_paired_differences_against_an_earlier_eval
     assert all(same[part]["mean"] == same[part]["low"] == same[part]["high"] == 0 for part in ("WT", "TC", "ET"))
     code, _, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", truth_dir, "--out", second,
                                        "--against", tmp_path)
-    assert code == 2 and "no table.csv or synthesis.csv" in err
+    assert code == 2 and "no table.csv there" in err
     code, _, err = evaluate_in_process(capsys, "--pred", pred_dir, "--truth", truth_dir, "--out", first,
                                        "--against", first)
     assert code == 2 and "another evaluation's folder" in err
