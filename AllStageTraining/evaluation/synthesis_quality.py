@@ -170,8 +170,8 @@ def write_paired_table(rows: list[dict], other_rows: list[dict], out_dir: str | 
                 continue
             difference = paired_difference(mine, theirs)
             out.setdefault(sequence, {})[score] = difference.to_json()
-            lines.append(f"| {MODALITY_DISPLAY[sequence]} | {label} | {sum(theirs.values()) / len(theirs):.{digits}f} | "
-                         f"{sum(mine.values()) / len(mine):.{digits}f} | "
+            means = [f"{sum(side.values()) / len(side):.{digits}f}" for side in (theirs, mine)]
+            lines.append(f"| {MODALITY_DISPLAY[sequence]} | {label} | {means[0]} | {means[1]} | "
                          f"{difference.format_difference(scale=1.0, digits=digits)} | {difference.n} |")
     if not out:
         raise ValueError(f"the synthesis tables of {name} and {other_name} share no case and scenario")
