@@ -2,8 +2,8 @@
 
 Grids run apart (a method added later, cells run on other machines) are compared as if one grid had run them,
 where that is sound: every folder must have the same base configuration (the fields every cell shares:
-``seed`` and ``method`` are set per cell, the steps per budget when a folder has budgets; ``inference.window``
-"crop" counts as its size), every cell must have scored the same scenarios and exactly the test (or validation)
+``seed`` and ``method`` are set per cell, the steps per budget when a folder has budgets, the segmenter's steps
+counted before the default method's rule; ``inference.window`` "crop" counts as its size), every cell must have scored the same scenarios and exactly the test (or validation)
 cases of its split, and the folders' splits of a (setting, seed) must be equal (the same cases and the same
 training-time sequence draws); a cell (setting, seed, budget, method) may come from one folder only. Only the
 cells' evaluations are read (``<cell>/eval/`` or ``eval-val/``), so folders that kept their tables but not
@@ -72,8 +72,12 @@ class Source:
 
     def configuration(self, *, with_steps: bool) -> dict:
         """The base configuration's fields that every cell shares, with the inference settings and
-        ``inference.window`` resolved to a size (or None); the stages' steps only when ``with_steps``."""
+        ``inference.window`` resolved to a size (or None); the stages' steps only when ``with_steps``. The
+        segmenter's steps are those before a method's rule added stage 1's (``own_segmenter_steps``): the base was
+        configured for the default method, whose rule each cell's own method takes off again, so folders made
+        under another default compare as the cells they hold."""
         cfg = self.base_config()
+        cfg = cfg.with_fields({"optim_seg.steps": own_segmenter_steps(cfg), "optim_seg.stage1_steps": 0})
         window = cfg.inference_window()
         out = {k: v for k, v in cfg.fingerprint().items() if k not in PER_CELL_FIELDS}
         out["inference"] = {**cfg.to_dict()["inference"], "window": list(window) if window else None}

@@ -10,12 +10,13 @@ import zlib
 import numpy as np
 
 from AllStageTraining.cli import main
-from AllStageTraining.config import preset
+from AllStageTraining.config import RunConfig, preset
 from AllStageTraining.constants import REGIONS, SCENARIOS
 from AllStageTraining.data.splits import MissingSetting
 from AllStageTraining.evaluation.bootstrap import paired_difference
 from AllStageTraining.evaluation.tables import ScenarioTable
 from AllStageTraining.exit_codes import EXIT_OK
+from AllStageTraining.methods import DEFAULT_METHOD, configure
 
 TEST_CASES = [f"case{i}" for i in range(5)]
 
@@ -124,6 +125,25 @@ def test_folders_that_cannot_be_compared_cell_against_cell_are_refused(tmp_path,
     out = tmp_path / "chosen"
     assert main(["compare", str(first), f"{twice}@zero-fill-long", "--out", str(out)]) == EXIT_OK
     assert {r["method"] for r in read_rows(out / "comparison.csv")} == {"ours", "zero-fill", "zero-fill-long"}
+
+
+def test_folders_made_under_another_default_method_compare_by_the_steps_their_cells_train(tmp_path, capsys):
+    """A base configured for the default (its equal-compute rule adds stage 1's steps to the segmenter's) and one
+    made before that default existed train the same cells; a base whose own segmenter steps differ does not."""
+    first = write_experiment(tmp_path / "first", {"ours": 0.7, "zero-fill": 0.6})
+    later, other = (write_experiment(tmp_path / name, {"m3ae-style": 0.6}, steps=steps)
+                    for name, steps in (("later", 600), ("other", 700)))
+    for folder in (later, other):
+        description = json.loads((folder / "experiment.json").read_text())
+        base = configure(RunConfig.from_dict(description["base_config"]), DEFAULT_METHOD)
+        assert base.optim_seg.stage1_steps == base.optim_mae.steps > 0
+        (folder / "experiment.json").write_text(json.dumps({**description, "base_config": base.to_dict()}))
+
+    assert main(["compare", str(first), str(later), "--out", str(tmp_path / "merged")]) == EXIT_OK
+    assert {r["method"] for r in read_rows(tmp_path / "merged" / "comparison.csv")} == {"ours", "zero-fill",
+                                                                                       "m3ae-style"}
+    assert main(["compare", str(first), str(other), "--out", str(tmp_path / "refused")]) != EXIT_OK
+    assert "optim_seg.steps: 600 -> 700" in capsys.readouterr().err
 
 
 def test_a_budget_grid_and_a_folder_of_the_same_steps_pair_up_and_only_listed_cells_count(tmp_path):
