@@ -93,7 +93,7 @@ class GridDescription:
     the budgets in order (``(None,)``: the configuration's steps); subset: "test" or "val" (what was scored);
     command: the command line that made the grid; grid_seconds: the sum of the cells' wall times; sources: for a
     comparison merged from experiment folders (``pipeline.compare``), each folder (``FOLDER[@METHOD,...]``)
-    with the command lines that ran it."""
+    with the command lines that ran it; notes: lines about cells taken from another cell (``pipeline.compare``)."""
 
     methods: tuple[str, ...]
     settings: Mapping[str, str]
@@ -103,6 +103,7 @@ class GridDescription:
     command: str | None = None
     grid_seconds: float | None = None
     sources: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------- statistics
@@ -534,6 +535,7 @@ def comparison_markdown(cells: Sequence[CellResult], grid: GridDescription, *, f
              *([f"Cells from the experiment folder{'s' if len(grid.sources) > 1 else ''}:", "",
                 *(f"- `{label}`, made by " + "; ".join(f"`{c}`" for c in commands) for label, commands in grid.sources),
                 ""] if grid.sources else []),
+             *([*(f"- {note}" for note in grid.notes), ""] if grid.notes else []),
              f"Methods: {', '.join(grid.methods)}; missing-data settings: {'; '.join(grid.settings.values())}; "
              f"seeds: {', '.join(map(str, grid.seeds))}; budgets: {budgets}; scored: the split's {subset} cases; "
              f"{len(cells)} cell(s), wall time {_duration(grid.grid_seconds)} (sum of the cells).", "",

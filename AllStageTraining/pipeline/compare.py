@@ -10,6 +10,9 @@ cells' evaluations are read (``<cell>/eval/`` or ``eval-val/``), so folders that
 their weights (those under ``docs/science``) can be merged too. Each cell's code (the git commit its
 ``runtime.json`` records) is shown, with a warning unless all cells recorded one and the same unmodified
 commit; whether a change between two commits matters for training or evaluation is for the reader to check.
+Where the merged cells lack a cell of ``zero-fill-long`` at b steps per stage that other cells at b could pair
+with, the ``zero-fill`` cell at 2b stands in for it (``methods.TRAINED_AS_AT_TWICE_THE_BUDGET``: the same
+training), and the page says so.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -25,7 +28,7 @@ from ..config import RunConfig, fingerprint_differences
 from ..data.splits import MissingSetting
 from ..exit_codes import UsageError
 from ..layout import ExperimentFolder, RunFolder
-from ..methods import own_segmenter_steps
+from ..methods import TRAINED_AS_AT_TWICE_THE_BUDGET, own_segmenter_steps
 
 if TYPE_CHECKING:
     from ..evaluation.comparison import CellResult
@@ -199,6 +202,26 @@ def _collect(sources: Sequence[Source], subset: str, out: Path) -> list[CellResu
     return cells
 
 
+def stand_ins(cells: Sequence[CellResult]) -> tuple[list[CellResult], list[str]]:
+    """The cells that stand in for missing ones (``methods.TRAINED_AS_AT_TWICE_THE_BUDGET``: a cell at 2b steps per
+    stage taken for its method's cell at b, where another method has a cell at b to pair with; no wall time, so
+    that the training counts once), and one note per (method, budget) for the page."""
+    keys = {cell.key for cell in cells}
+    paired = {(cell.key.setting, cell.key.budget) for cell in cells}
+    added, notes = [], {}
+    for method, twin in TRAINED_AS_AT_TWICE_THE_BUDGET.items():
+        for cell in cells:
+            budget = cell.key.budget
+            if cell.key.method != twin or budget is None or budget % 2:
+                continue
+            key = replace(cell.key, method=method, budget=budget // 2)
+            if key not in keys and (key.setting, key.budget) in paired:
+                added.append(replace(cell, key=key, seconds=None))
+                notes[(method, key.budget)] = (f"`{method}` at {key.budget} steps per stage: the `{twin}` cells at "
+                                               f"{budget} (the same training), wall time counted once")
+    return added, list(notes.values())
+
+
 def compare_experiments(folders: Sequence[str | Path], out: str | Path, *, subset: str = "test",
                         command: str | None = None) -> list[dict]:
     """Write ``OUT/comparison.{csv,md,png}`` (``comparison-val.*`` for ``subset`` "val"; ``comparison_curve.png``
@@ -212,7 +235,10 @@ def compare_experiments(folders: Sequence[str | Path], out: str | Path, *, subse
         raise UsageError(f"--out {out.root} is an experiment folder: give a new folder")
     check_configurations(sources)
     cells = _collect(sources, subset, out.root)
-    methods = list(dict.fromkeys(m for s in sources for m in s.methods or s.description["methods"]))
+    added, notes = stand_ins(cells)
+    cells += added
+    methods = list(dict.fromkeys([*(m for s in sources for m in s.methods or s.description["methods"]),
+                                  *(c.key.method for c in added)]))
     settings = {s.tag: s.label for source in sources
                 for s in map(MissingSetting.from_dict, source.description["settings"])}
     grid = GridDescription(
@@ -222,6 +248,6 @@ def compare_experiments(folders: Sequence[str | Path], out: str | Path, *, subse
         budgets=tuple(sorted({c.key.budget for c in cells}, key=lambda b: -1 if b is None else b)),
         grid_seconds=sum(c.seconds or 0.0 for c in cells),
         sources=tuple((s.label(), tuple(s.description.get("commands") or [s.description.get("command") or ""]))
-                      for s in sources))
+                      for s in sources), notes=tuple(notes))
     out.root.mkdir(parents=True, exist_ok=True)
     return write_comparison(out.comparison(subset), cells, grid)

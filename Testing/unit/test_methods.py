@@ -10,6 +10,7 @@ from AllStageTraining.methods import (
     CO_DISTILLATION,
     DEFAULT_METHOD,
     METHODS,
+    TRAINED_AS_AT_TWICE_THE_BUDGET,
     ZERO_FILL,
     Method,
     configure,
@@ -82,6 +83,16 @@ def test_zero_fill_long_gets_the_steps_of_both_stages():
     no_mae = configure(base, "ours-no-mae")  # zero-fill-long with the hyper-network: only personalization differs
     assert (no_mae.optim_seg.steps, no_mae.optim_mae.steps, no_mae.seg.personalize) == (50, 0, "both")
     assert no_mae.to_dict() == long.with_fields({"method": "ours-no-mae", "seg.personalize": "both"}).to_dict()
+
+
+def test_a_cell_taken_from_twice_the_budget_trains_exactly_as_the_methods_own():
+    """``compare`` takes zero-fill's cells at 2b steps per stage for zero-fill-long's at b: the two configurations
+    may differ only in the name and in the steps of the stage 1 that neither has."""
+    for method, twin in TRAINED_AS_AT_TWICE_THE_BUDGET.items():
+        assert not get_method(method).has_mae and not get_method(twin).has_mae
+        own = configure(preset("tiny").with_fields({"optim_mae.steps": 40, "optim_seg.steps": 40}), method)
+        doubled = configure(preset("tiny").with_fields({"optim_mae.steps": 80, "optim_seg.steps": 80}), twin)
+        assert own.with_fields({"method": twin, "optim_mae.steps": 80}).to_dict() == doubled.to_dict()
 
 
 def test_a_new_entry_is_one_line_and_inconsistent_ones_are_refused():
