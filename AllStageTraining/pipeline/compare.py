@@ -204,22 +204,26 @@ def _collect(sources: Sequence[Source], subset: str, out: Path) -> list[CellResu
 
 def stand_ins(cells: Sequence[CellResult]) -> tuple[list[CellResult], list[str]]:
     """The cells that stand in for missing ones (``methods.TRAINED_AS_AT_TWICE_THE_BUDGET``: a cell at 2b steps per
-    stage taken for its method's cell at b, where another method has a cell at b to pair with; no wall time, so
-    that the training counts once), and one note per (method, budget) for the page."""
+    stage taken for its method's cell at b of the same setting and seed, where a third method has a cell there to
+    pair with; no wall time, so that the training counts once), and one note per (method, budget) for the page,
+    naming the seeds."""
     keys = {cell.key for cell in cells}
-    paired = {(cell.key.setting, cell.key.budget) for cell in cells}
-    added, notes = [], {}
+    added, seeds = [], {}
     for method, twin in TRAINED_AS_AT_TWICE_THE_BUDGET.items():
+        partners = {(c.key.setting, c.key.seed, c.key.budget) for c in cells if c.key.method not in (method, twin)}
         for cell in cells:
             budget = cell.key.budget
             if cell.key.method != twin or budget is None or budget % 2:
                 continue
             key = replace(cell.key, method=method, budget=budget // 2)
-            if key not in keys and (key.setting, key.budget) in paired:
+            if key not in keys and (key.setting, key.seed, key.budget) in partners:
                 added.append(replace(cell, key=key, seconds=None))
-                notes[(method, key.budget)] = (f"`{method}` at {key.budget} steps per stage: the `{twin}` cells at "
-                                               f"{budget} (the same training), wall time counted once")
-    return added, list(notes.values())
+                seeds.setdefault((method, twin, key.setting, key.budget), []).append(key.seed)
+    notes = [f"`{method}` at {budget} steps per stage ({setting}, seed{'s' if len(found) > 1 else ''} "
+             f"{', '.join(map(str, sorted(found)))}): the `{twin}` cells at {2 * budget} steps stand in for it (the "
+             f"same training; {len(found)} of the {len(keys) + len(added)} cells, their wall time counted once)"
+             for (method, twin, setting, budget), found in seeds.items()]
+    return added, notes
 
 
 def compare_experiments(folders: Sequence[str | Path], out: str | Path, *, subset: str = "test",

@@ -17,6 +17,7 @@ from AllStageTraining.methods import (
     get_method,
     method_names,
 )
+from AllStageTraining.pipeline.experiment import cell_config
 
 
 def test_the_registry_holds_the_compared_methods_in_table_order():
@@ -90,8 +91,8 @@ def test_a_cell_taken_from_twice_the_budget_trains_exactly_as_the_methods_own():
     may differ only in the name and in the steps of the stage 1 that neither has."""
     for method, twin in TRAINED_AS_AT_TWICE_THE_BUDGET.items():
         assert not get_method(method).has_mae and not get_method(twin).has_mae
-        own = configure(preset("tiny").with_fields({"optim_mae.steps": 40, "optim_seg.steps": 40}), method)
-        doubled = configure(preset("tiny").with_fields({"optim_mae.steps": 80, "optim_seg.steps": 80}), twin)
+        base = configure(preset("tiny"), DEFAULT_METHOD)  # an experiment's base, as experiment configures it
+        own, doubled = cell_config(base, method, 3, 40), cell_config(base, twin, 3, 80)
         assert own.with_fields({"method": twin, "optim_mae.steps": 80}).to_dict() == doubled.to_dict()
 
 
