@@ -5,9 +5,10 @@ where that is sound: every folder must have the same base configuration (the fie
 ``seed`` and ``method`` are set per cell, the steps per budget when a folder has budgets, the segmenter's steps
 counted before the default method's rule; ``inference.window`` "crop" counts as its size), every cell must have
 scored the same scenarios and exactly the test (or validation) cases of its split, and the folders' splits of a
-(setting, seed) must be equal (the same cases and the same training-time sequence draws); a cell (setting, seed, budget, method) may come from one folder only. Only the
-cells' evaluations are read (``<cell>/eval/`` or ``eval-val/``), so folders that kept their tables but not
-their weights (those under ``docs/science``) can be merged too. Each cell's code (the git commit its
+(setting, seed) must be equal (the same cases and the same training-time sequence draws); a cell (setting, seed,
+budget, method) may come from one folder only. Only the cells' evaluations are read (``<cell>/eval/`` or
+``eval-val/``), so folders that kept their tables but not their weights (those under ``docs/science``) can be
+merged too. Each cell's code (the git commit its
 ``runtime.json`` records) is shown, with a warning unless all cells recorded one and the same unmodified
 commit; whether a change between two commits matters for training or evaluation is for the reader to check.
 Where the merged cells lack a cell of ``zero-fill-long`` at b steps per stage that a third method's cell (same
