@@ -8,9 +8,9 @@ scored the same scenarios and exactly the test (or validation) cases of its spli
 (setting, seed) must be equal (the same cases and the same training-time sequence draws); a cell (setting, seed,
 budget, method) may come from one folder only. Only the cells' evaluations are read (``<cell>/eval/`` or
 ``eval-val/``), so folders that kept their tables but not their weights (those under ``docs/science``) can be
-merged too. Each cell's code (the git commit its
-``runtime.json`` records) is shown, with a warning unless all cells recorded one and the same unmodified
-commit; whether a change between two commits matters for training or evaluation is for the reader to check.
+merged too. Each cell's code (the git commit its ``runtime.json`` records) is shown, with a warning unless all
+cells recorded one and the same unmodified commit; whether a change between two commits matters for training or
+evaluation is for the reader to check.
 Where the merged cells lack a cell of ``zero-fill-long`` at b steps per stage that a third method's cell (same
 setting, seed and budget) could pair with, the ``zero-fill`` cell at 2b stands in for it
 (``methods.TRAINED_AS_AT_TWICE_THE_BUDGET``: the same training), and the page says so (:func:`stand_ins`).
