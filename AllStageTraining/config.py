@@ -92,6 +92,7 @@ class SegConfig:
     student_sampling: str = "uniform"  # subsets S of A: "uniform" | "balanced" (every scenario equally often)
     scenario_code: str = "text"  # what the hyper-network reads: "text" (prompt embeddings) | "bits" (4-bit mask)
     embedding_norm: str = "none"  # text codes: "none" | "centre" | "whiten" (nets/scenario_codes.py)
+    init_from_mae: bool = True  # an MAE-completed segmenter starts from the MAE's encoder + decoder (false: random)
     text: TextConfig = field(default_factory=TextConfig)
 
 

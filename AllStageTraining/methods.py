@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 #: Stage-2 objectives (``training.stage2.SegObjective``).
 CO_DISTILLATION = "co-distillation"  # teacher = real set + MAE completion (full prompt), student = a subset
 ZERO_FILL = "dropout zero-fill"  # one view: a random subset of the real sequences, the rest zero
-SELF_DISTILLATION = "two-view self-distillation"  # two dropout views completed by the MAE; the better one teaches
+# two dropout views, completed by the MAE (zero where the method has none); the better-informed one teaches
+SELF_DISTILLATION = "two-view self-distillation"
 OBJECTIVES: tuple[str, ...] = (CO_DISTILLATION, ZERO_FILL, SELF_DISTILLATION)
 
 
@@ -59,7 +60,7 @@ class Method:
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"method {self.name!r}: unknown objective {self.objective!r}; expected one of {OBJECTIVES}")
-        if self.objective != ZERO_FILL and not self.has_mae:
+        if self.objective == CO_DISTILLATION and not self.has_mae:
             raise ValueError(f"method {self.name!r}: the {self.objective} objective needs the stage-1 MAE")
         object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
 
@@ -114,6 +115,12 @@ _ENTRIES: tuple[Method, ...] = (
                          "self-distillation between two dropout views, no hyper-network", has_mae=True,
            objective=SELF_DISTILLATION, personalizes=False,
            overrides={"mae.w_pop": 0.0, "mae.w_cons": 0.0, "mae.views": 1}),
+    Method("m3ae-style-no-init", "m3ae-style with the segmenter's initial weights drawn at random, not copied from "
+                                 "the MAE (seg.init_from_mae = false)", has_mae=True, objective=SELF_DISTILLATION,
+           personalizes=False, overrides={"mae.w_pop": 0.0, "mae.w_cons": 0.0, "mae.views": 1,
+                                          "seg.init_from_mae": False}),
+    Method("m3ae-style-no-mae", "m3ae-style-no-init without the MAE: the two dropout views keep their missing "
+                                "sequences zero", has_mae=False, objective=SELF_DISTILLATION, personalizes=False),
     Method("ours-no-da", "ours without distribution approximation (mae.w_pop = mae.w_cons = 0; still two masked "
                          "views per step, so that only the two terms change)",
            has_mae=True, objective=CO_DISTILLATION, personalizes=True, overrides={"mae.w_pop": 0.0, "mae.w_cons": 0.0}),

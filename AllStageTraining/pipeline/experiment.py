@@ -16,7 +16,8 @@ rewritten after every cell.
 Every cell is one ``train_and_evaluate`` (with the grid's extra evaluations), so a rerun skips finished cells
 and resumes the others from their checkpoints, predictions and partial tables. Methods with an MAE run first,
 so that a cell whose stage 1 would be identical to a finished one (same ``mae_identity``: e.g. ``ours``,
-``ours-no-distill`` and ``ours-no-personal``) copies that MAE instead of training it again.
+``ours-no-distill`` and ``ours-no-personal``; ``m3ae-style`` and ``m3ae-style-no-init``) copies that MAE instead of
+training it again.
 """
 
 from __future__ import annotations

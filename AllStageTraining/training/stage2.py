@@ -13,9 +13,9 @@ sets A (B, 4):
   never pushes the teacher branch.
 - dropout zero-fill (``zero-fill``, ``zero-fill-long``): no MAE; the plain U-Net sees a random non-empty S
   within A (drawn as the student's), the other channels 0; segmentation loss only.
-- two-view self-distillation (``m3ae-style``): two random subsets S1, S2 within A, each completed by the
-  (L_rec-only) MAE; the view with more real sequences is the teacher (ties: view 1), detached in the
-  distillation terms; no hyper-network.
+- two-view self-distillation (``m3ae-style`` and its ablations): two random subsets S1, S2 within A, each completed
+  by the (L_rec-only) MAE, or zero-filled where the method has no MAE (``m3ae-style-no-mae``); the view with more
+  real sequences is the teacher (ties: view 1), detached in the distillation terms; no hyper-network.
 A term whose weight is 0 is not computed and not logged.
 """
 
@@ -117,7 +117,7 @@ class SegObjective(nn.Module):
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown stage-2 objective {objective!r}; expected one of {OBJECTIVES}")
-        if objective != ZERO_FILL and mae is None:
+        if objective == CO_DISTILLATION and mae is None:
             raise ValueError(f"the {objective} objective needs the stage-1 MAE")
         if cfg.teacher_prompt not in TEACHER_PROMPTS:
             raise ValueError(f"seg.teacher_prompt must be one of {TEACHER_PROMPTS}, not {cfg.teacher_prompt!r}")
@@ -233,7 +233,8 @@ def train_seg(
         mae = None
     if mae is not None:
         load_weights(mae, mae_path)
-        segmenter.init_from_mae(mae)
+        if cfg.seg.init_from_mae:
+            segmenter.init_from_mae(mae)
         place_on_device(mae, runtime.device)
     table = subset_probabilities([case.available for case in train_cases], cfg.seg.student_sampling)
     objective = SegObjective(segmenter, mae, cfg.seg, method.objective, table)

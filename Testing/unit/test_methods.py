@@ -10,6 +10,7 @@ from AllStageTraining.methods import (
     CO_DISTILLATION,
     DEFAULT_METHOD,
     METHODS,
+    SELF_DISTILLATION,
     TRAINED_AS_AT_TWICE_THE_BUDGET,
     ZERO_FILL,
     Method,
@@ -24,7 +25,8 @@ def test_the_registry_holds_the_compared_methods_in_table_order():
     assert method_names()[:4] == ("ours", "zero-fill", "zero-fill-long", "m3ae-style")
     assert {"ours-no-da", "ours-no-distill", "ours-no-personal"} <= set(method_names())
     assert all(METHODS[name].name == name and METHODS[name].description for name in method_names())
-    assert [m for m in method_names() if not get_method(m).has_mae] == ["zero-fill", "zero-fill-long", "ours-no-mae"]
+    assert [m for m in method_names() if not get_method(m).has_mae] == ["zero-fill", "zero-fill-long",
+                                                                       "m3ae-style-no-mae", "ours-no-mae"]
     with pytest.raises(ValueError, match="unknown method 'unet'; expected one of ours, zero-fill"):
         get_method("unet")
 
@@ -45,6 +47,21 @@ def test_each_method_switches_off_its_own_part_only():
         if name not in ("zero-fill-long", "ours-no-mae", DEFAULT_METHOD):
             assert cfg.optim_mae == base.optim_mae and cfg.optim_seg == base.optim_seg, name
     assert cfgs["ours-no-da"].seg == cfgs["ours"].seg and cfgs["ours-no-distill"].mae == cfgs["ours"].mae
+
+
+def test_the_m3ae_style_ladder_changes_one_part_per_rung():
+    """m3ae-style -> -no-init (random initial weights) -> -no-mae (zero-filled views, so no MAE to start from)
+    -> zero-fill (one view, no distillation): each rung takes one part off the one before."""
+    base = preset("tiny")
+    full, no_init, no_mae, zero = (configure(base, m) for m in ("m3ae-style", "m3ae-style-no-init",
+                                                                 "m3ae-style-no-mae", "zero-fill"))
+    assert full.seg.init_from_mae and base.seg.init_from_mae
+    assert no_init.to_dict() == full.with_fields({"method": "m3ae-style-no-init", "seg.init_from_mae": False}).to_dict()
+    assert [(get_method(m).has_mae, get_method(m).objective, get_method(m).completes_inputs)
+            for m in ("m3ae-style-no-init", "m3ae-style-no-mae", "zero-fill")] == [
+        (True, SELF_DISTILLATION, True), (False, SELF_DISTILLATION, False), (False, ZERO_FILL, False)]
+    assert no_mae.seg == zero.seg == full.seg and no_mae.optim_seg == zero.optim_seg == full.optim_seg
+    no_mae.validate()  # no stage 1 to check
 
 
 def test_the_default_segments_as_ours_no_mae_and_keeps_the_mae_for_display():
@@ -102,6 +119,8 @@ def test_a_new_entry_is_one_line_and_inconsistent_ones_are_refused():
     assert added.settings(preset("tiny")) == {"method": "ours-no-cons", "mae.w_cons": 0.0}
     with pytest.raises(TypeError):
         added.overrides["mae.w_pop"] = 0.0  # read-only
+    assert not Method("zero-views", "two zero-filled views", has_mae=False, objective=SELF_DISTILLATION,
+                      personalizes=False).completes_inputs
     with pytest.raises(ValueError, match="needs the stage-1 MAE"):
         Method("bad", "co-distillation without an MAE", has_mae=False, objective=CO_DISTILLATION, personalizes=True)
     with pytest.raises(ValueError, match="unknown objective"):
