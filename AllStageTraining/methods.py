@@ -47,6 +47,7 @@ class Method:
         is set to "none").
     overrides: dotted config field -> value, e.g. ``{"mae.w_pop": 0.0}``.
     derive: optional rule ``cfg -> {dotted field: value}`` applied after ``overrides``; must be idempotent.
+    ablates: for an ablation, the registered method it takes one part off (comparisons pair the two); else None.
     """
 
     name: str
@@ -56,6 +57,7 @@ class Method:
     personalizes: bool
     overrides: Mapping[str, Any] = field(default_factory=dict)
     derive: Callable[["RunConfig"], Mapping[str, Any]] | None = None
+    ablates: str | None = None
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -118,24 +120,26 @@ _ENTRIES: tuple[Method, ...] = (
     Method("m3ae-style-no-init", "m3ae-style with the segmenter's initial weights drawn at random, not copied from "
                                  "the MAE (seg.init_from_mae = false)", has_mae=True, objective=SELF_DISTILLATION,
            personalizes=False, overrides={"mae.w_pop": 0.0, "mae.w_cons": 0.0, "mae.views": 1,
-                                          "seg.init_from_mae": False}),
+                                          "seg.init_from_mae": False}, ablates="m3ae-style"),
     Method("m3ae-style-no-mae", "m3ae-style-no-init without the MAE: the two dropout views keep their missing "
-                                "sequences zero", has_mae=False, objective=SELF_DISTILLATION, personalizes=False),
+                                "sequences zero", has_mae=False, objective=SELF_DISTILLATION, personalizes=False,
+           ablates="m3ae-style-no-init"),
     Method("ours-no-da", "ours without distribution approximation (mae.w_pop = mae.w_cons = 0; still two masked "
                          "views per step, so that only the two terms change)",
-           has_mae=True, objective=CO_DISTILLATION, personalizes=True, overrides={"mae.w_pop": 0.0, "mae.w_cons": 0.0}),
+           has_mae=True, objective=CO_DISTILLATION, personalizes=True, overrides={"mae.w_pop": 0.0, "mae.w_cons": 0.0},
+           ablates="ours"),
     Method("ours-no-pop", "ours without the population prior (mae.w_pop = 0)", has_mae=True,
-           objective=CO_DISTILLATION, personalizes=True, overrides={"mae.w_pop": 0.0}),
+           objective=CO_DISTILLATION, personalizes=True, overrides={"mae.w_pop": 0.0}, ablates="ours"),
     Method("ours-no-cons", "ours without cross-view consistency (mae.w_cons = 0)", has_mae=True,
-           objective=CO_DISTILLATION, personalizes=True, overrides={"mae.w_cons": 0.0}),
+           objective=CO_DISTILLATION, personalizes=True, overrides={"mae.w_cons": 0.0}, ablates="ours"),
     Method("ours-no-distill", "ours without co-distillation (seg.w_logit_distill = seg.w_feat_distill = 0)",
            has_mae=True, objective=CO_DISTILLATION, personalizes=True,
-           overrides={"seg.w_logit_distill": 0.0, "seg.w_feat_distill": 0.0}),
+           overrides={"seg.w_logit_distill": 0.0, "seg.w_feat_distill": 0.0}, ablates="ours"),
     Method("ours-no-personal", "ours without personalization (seg.personalize = none)",
-           has_mae=True, objective=CO_DISTILLATION, personalizes=False),
+           has_mae=True, objective=CO_DISTILLATION, personalizes=False, ablates="ours"),
     Method("ours-no-mae", "ours without the MAE and so without co-distillation: the personalized segmenter trained "
                           "by dropout zero-fill for the compute of both stages (zero-fill-long + the hyper-network)",
-           has_mae=False, objective=ZERO_FILL, personalizes=True, derive=_stage1_budget_to_stage2),
+           has_mae=False, objective=ZERO_FILL, personalizes=True, derive=_stage1_budget_to_stage2, ablates="ours"),
     Method("ours-display-mae", "the default: ours-no-mae's segmenter (personalized, dropout zero-fill, never sees "
                                "an MAE completion, trained for the steps of both stages) for the labels, plus ours' "
                                "stage-1 MAE, which only synthesizes the missing sequences for display",
@@ -149,6 +153,9 @@ DEFAULT_METHOD = "ours-display-mae"
 
 #: name -> Method, in the order tables list them.
 METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in _ENTRIES})
+for _m in _ENTRIES:
+    if _m.ablates is not None and _m.ablates not in METHODS:
+        raise ValueError(f"method {_m.name!r} ablates {_m.ablates!r}, which is not registered")
 
 #: Roles in an experiment's comparison (``evaluation.comparison``): the baselines every method is compared with
 #: (paired differences), the methods whose MAE synthesis quality is shown side by side, and the method whose

@@ -14,8 +14,9 @@ the stem it is given (``OUT/comparison`` or ``OUT/comparison-val``):
   ``{case: {WT, TC, ET, mean}}``), from which the intervals over all scenarios can be recomputed (those by the
   sequences given and per scenario need the cells' tables) (:func:`comparison_rows`);
 - ``<stem>.md``: the command, per setting (and budget) the means with intervals, the paired differences to the
-  baselines (``methods.BASELINES``), the ablations (``ours-*``) against ``ours``, the same by the sequences given
-  (:data:`GIVEN_GROUPS`) and per scenario; with several budgets the learning curves and the convergence rule; the
+  baselines (``methods.BASELINES``), each ablation against the method it takes one part off (``Method.ablates``:
+  ``ours-no-da`` against ``ours``, ``m3ae-style-no-mae`` against ``m3ae-style-no-init``), the same by the
+  sequences given (:data:`GIVEN_GROUPS`) and per scenario; with several budgets the learning curves and the convergence rule; the
   synthesis quality of ``ours`` and ``m3ae-style``; the prompt-sensitivity summaries; the wall time of every cell
   and of the grid (:func:`comparison_markdown`);
 - ``<stem>.png``: the means with their interval bars; ``<stem>_curve.png`` the learning curves.
@@ -34,17 +35,12 @@ import numpy as np
 
 from ..constants import FULL_SCENARIO, MODALITIES, MODALITY_DISPLAY, REGIONS, SCENARIOS
 from ..fileio import atomic_write_csv, atomic_write_text
-from ..methods import BASELINES, CONVERGENCE_METHOD, DEFAULT_METHOD, SYNTHESIS_COMPARED
+from ..methods import BASELINES, CONVERGENCE_METHOD, SYNTHESIS_COMPARED, get_method
 from .bootstrap import Interval, bootstrap_mean, paired_difference
 from .tables import ScenarioTable
 
 #: What the per-case means and the intervals are given for: the three regions and their mean.
 PARTS: tuple[str, ...] = (*REGIONS, "mean")
-#: Ablations are the methods named ``ABLATION_PREFIX...``, compared with ``ABLATED``. The baselines every method
-#: is compared with and the methods whose synthesis is shown side by side are the registry's (``methods``).
-ABLATED, ABLATION_PREFIX = "ours", "ours-"
-#: Methods named like ablations that are not: the default, which combines two parts (``methods.DEFAULT_METHOD``).
-NOT_ABLATIONS: frozenset[str] = frozenset({DEFAULT_METHOD})
 #: The convergence rule: the smallest budget at which doubling the steps changes the mean Dice of
 #: ``methods.CONVERGENCE_METHOD`` in ``CONVERGENCE_SETTING`` by less than ``CONVERGENCE_POINTS`` Dice points.
 CONVERGENCE_SETTING, CONVERGENCE_POINTS = "r0", 2.0
@@ -294,7 +290,7 @@ def _difference_table(groups: CellGroups, tag: str, budget, pairs: list[tuple[st
 
 def _settings_sections(groups: CellGroups, grid: GridDescription) -> list[str]:
     lines = []
-    ablations = [m for m in grid.methods if _is_ablation(m)]
+    ablations = _ablation_pairs(grid.methods)
     for tag, budget, heading in _sections(grid):
         if not any(groups.has(tag, budget, m) for m in grid.methods):
             continue
@@ -302,9 +298,9 @@ def _settings_sections(groups: CellGroups, grid: GridDescription) -> list[str]:
         for reference in BASELINES:
             lines += _difference_table(groups, tag, budget, [(m, reference) for m in grid.methods],
                                        f"Paired difference to `{reference}` (Dice points, method minus {reference}):")
-        lines += _difference_table(groups, tag, budget, [(m, ABLATED) for m in ablations],
-                                   f"Ablations: paired difference to `{ABLATED}` (Dice points; negative: the part "
-                                   "removed was helping):")
+        lines += _difference_table(groups, tag, budget, ablations,
+                                   "Ablations: paired difference to the method each takes one part off (Dice points; "
+                                   "negative: the part removed was helping):")
         methods = [m for m in grid.methods if groups.has(tag, budget, m)]
         scored = _scored_scenarios(groups, tag, budget, methods)
         lines += _given_table(groups, tag, budget, methods, scored)
@@ -318,18 +314,18 @@ def _scored_scenarios(groups: CellGroups, tag: str, budget, methods: Sequence[st
             for case in cell.table.case_ids if cell.table.has(case, s.short)}
 
 
-def _is_ablation(method: str) -> bool:
-    """Whether ``method`` is an ablation of ``ABLATED`` (named ``ours-...``, and not in ``NOT_ABLATIONS``)."""
-    return method.startswith(ABLATION_PREFIX) and method not in NOT_ABLATIONS
+def _ablation_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
+    """(ablation, the method it takes one part off: ``Method.ablates``) for each ablation among ``methods``."""
+    return [(m, get_method(m).ablates) for m in methods if get_method(m).ablates is not None]
 
 
 def _compared_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
     """(method, reference): every method that is not a baseline against each baseline, each baseline against
     the baselines before it in ``methods.BASELINES`` (``zero-fill-long - zero-fill``: what the longer training
-    alone gives), the ablations against ``ours``."""
+    alone gives), each ablation against the method it takes one part off where both are there."""
     pairs = [(m, r) for r in BASELINES if r in methods for m in methods if m not in BASELINES]
     pairs += [(m, r) for i, m in enumerate(BASELINES) if m in methods for r in BASELINES[:i] if r in methods]
-    return pairs + [(m, ABLATED) for m in methods if _is_ablation(m) and ABLATED in methods]
+    return pairs + [(m, r) for m, r in _ablation_pairs(methods) if r in methods]
 
 
 def _given_table(groups: CellGroups, tag: str, budget, methods: Sequence[str], scored: set[str]) -> list[str]:

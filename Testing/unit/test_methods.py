@@ -62,6 +62,8 @@ def test_the_m3ae_style_ladder_changes_one_part_per_rung():
         (True, SELF_DISTILLATION, True), (False, SELF_DISTILLATION, False), (False, ZERO_FILL, False)]
     assert no_mae.seg == zero.seg == full.seg and no_mae.optim_seg == zero.optim_seg == full.optim_seg
     no_mae.validate()  # no stage 1 to check
+    assert [get_method(m).ablates for m in ("m3ae-style-no-init", "m3ae-style-no-mae")] == ["m3ae-style",
+                                                                                       "m3ae-style-no-init"]
 
 
 def test_the_default_segments_as_ours_no_mae_and_keeps_the_mae_for_display():
@@ -111,6 +113,14 @@ def test_a_cell_taken_from_twice_the_budget_trains_exactly_as_the_methods_own():
         base = configure(preset("tiny"), DEFAULT_METHOD)  # an experiment's base, as experiment configures it
         own, doubled = cell_config(base, method, 3, 40), cell_config(base, twin, 3, 80)
         assert own.with_fields({"method": twin, "optim_mae.steps": 80}).to_dict() == doubled.to_dict()
+
+
+def test_every_ablation_names_a_registered_method_and_the_default_is_none():
+    ablations = {m: get_method(m).ablates for m in method_names() if get_method(m).ablates}
+    assert set(ablations.values()) <= set(method_names()) and DEFAULT_METHOD not in ablations
+    assert {m for m, parent in ablations.items() if parent == "ours"} == {
+        m for m in method_names() if m.startswith("ours-") and m != DEFAULT_METHOD}
+    assert not any(get_method(m).ablates for m in ("ours", "zero-fill", "zero-fill-long", "m3ae-style"))
 
 
 def test_a_new_entry_is_one_line_and_inconsistent_ones_are_refused():
