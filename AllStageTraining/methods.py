@@ -135,6 +135,9 @@ _ENTRIES: tuple[Method, ...] = (
     Method("ours-no-distill", "ours without co-distillation (seg.w_logit_distill = seg.w_feat_distill = 0)",
            has_mae=True, objective=CO_DISTILLATION, personalizes=True,
            overrides={"seg.w_logit_distill": 0.0, "seg.w_feat_distill": 0.0}, ablates="ours"),
+    Method("ours-no-init", "ours with the segmenter's initial weights drawn at random, not copied from the MAE "
+                           "(seg.init_from_mae = false)", has_mae=True, objective=CO_DISTILLATION, personalizes=True,
+           overrides={"seg.init_from_mae": False}, ablates="ours"),
     Method("ours-no-personal", "ours without personalization (seg.personalize = none)",
            has_mae=True, objective=CO_DISTILLATION, personalizes=False, ablates="ours"),
     Method("ours-no-mae", "ours without the MAE and so without co-distillation: the personalized segmenter trained "

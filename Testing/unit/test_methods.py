@@ -41,6 +41,8 @@ def test_each_method_switches_off_its_own_part_only():
     assert (cfgs["m3ae-style"].mae.w_pop, cfgs["m3ae-style"].mae.w_cons) == (0.0, 0.0)
     assert (cfgs["ours-no-distill"].seg.w_logit_distill, cfgs["ours-no-distill"].seg.w_feat_distill) == (0.0, 0.0)
     assert cfgs["ours-no-personal"].seg.personalize == "none"
+    assert cfgs["ours-no-init"].to_dict() == cfgs["ours"].with_fields({"method": "ours-no-init",
+                                                                       "seg.init_from_mae": False}).to_dict()
     assert {cfgs[m].seg.personalize for m in ("zero-fill", "m3ae-style")} == {"none"}
     for name, cfg in cfgs.items():  # everything a comparison holds fixed is the same for every method
         assert cfg.data == base.data and cfg.net == base.net and cfg.seed == base.seed, name
