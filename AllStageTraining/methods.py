@@ -8,7 +8,7 @@ A run's configuration names its method in ``RunConfig.method``; everything else 
 Adding a method or an ablation is one more ``Method(...)`` in ``_ENTRIES``::
 
     Method("ours-no-cons", "ours without the consistency term", has_mae=True, objective=CO_DISTILLATION,
-           personalizes=True, overrides={"mae.w_cons": 0.0}),
+           personalizes=True, overrides={"mae.w_cons": 0.0}, ablates="ours"),
 
 :func:`configure` turns any configuration into the one a method trains with: it applies the static
 ``overrides`` (dotted field names), then the optional ``derive`` rule, which computes further overrides

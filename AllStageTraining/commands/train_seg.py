@@ -14,8 +14,8 @@ HELP = "stage 2: train the segmenter of a method (--mae DIR where its MAE comple
 def add_arguments(parser) -> None:
     add_training_options(parser, stage="seg")
     parser.add_argument("--mae", type=Path, help="stage-1 output folder (holds model.safetensors); only for methods "
-                        "whose MAE completes the segmenter's inputs (ours, m3ae-style, the ours-* ablations but "
-                        "ours-no-mae; not zero-fill or ours-display-mae)")
+                        "whose MAE completes the segmenter's inputs (ours, m3ae-style, their ablations but ours-no-mae "
+                        "and m3ae-style-no-mae; not zero-fill or ours-display-mae)")
     add_method_options(parser)
 
 

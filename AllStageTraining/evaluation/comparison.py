@@ -15,8 +15,8 @@ the stem it is given (``OUT/comparison`` or ``OUT/comparison-val``):
   sequences given and per scenario need the cells' tables) (:func:`comparison_rows`);
 - ``<stem>.md``: the command, per setting (and budget) the means with intervals, the paired differences to the
   baselines (``methods.BASELINES``), each ablation against the method it takes one part off (``Method.ablates``:
-  ``ours-no-da`` against ``ours``, ``m3ae-style-no-mae`` against ``m3ae-style-no-init``), the same by the
-  sequences given (:data:`GIVEN_GROUPS`) and per scenario; with several budgets the learning curves and the convergence rule; the
+  ``ours-no-da`` against ``ours``, ``m3ae-style-no-mae`` against ``m3ae-style-no-init``), the same by
+  the sequences given (:data:`GIVEN_GROUPS`) and per scenario; with several budgets the learning curves and the convergence rule; the
   synthesis quality of ``ours`` and ``m3ae-style``; the prompt-sensitivity summaries; the wall time of every cell
   and of the grid (:func:`comparison_markdown`);
 - ``<stem>.png``: the means with their interval bars; ``<stem>_curve.png`` the learning curves.
@@ -325,7 +325,8 @@ def _compared_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
     alone gives), each ablation against the method it takes one part off where both are there."""
     pairs = [(m, r) for r in BASELINES if r in methods for m in methods if m not in BASELINES]
     pairs += [(m, r) for i, m in enumerate(BASELINES) if m in methods for r in BASELINES[:i] if r in methods]
-    return pairs + [(m, r) for m, r in _ablation_pairs(methods) if r in methods]
+    pairs += [(m, r) for m, r in _ablation_pairs(methods) if r in methods]
+    return list(dict.fromkeys(pairs))  # an ablation of a baseline (m3ae-style-no-init) is paired with it once
 
 
 def _given_table(groups: CellGroups, tag: str, budget, methods: Sequence[str], scored: set[str]) -> list[str]:

@@ -43,7 +43,7 @@ def stage2_gradient_shares(run_dir: str | Path, batches: int = 8, seed: int = 0)
     from ..data.dataset import TrainingCrops
     from ..inference.run_reader import read_run
     from ..inference.weights import build_checked_models
-    from ..methods import get_method
+    from ..methods import ZERO_FILL, get_method
     from ..nets.losses import logit_distillation
     from .cases import load_split_cases
     from .distributed import init_runtime
@@ -54,12 +54,14 @@ def stage2_gradient_shares(run_dir: str | Path, batches: int = 8, seed: int = 0)
     run_dir = Path(run_dir)
     cfg, states, embeddings, _ = read_run(run_dir)
     mae, segmenter = build_checked_models(cfg, states, embeddings, source=str(run_dir))
-    if not get_method(cfg.method).completes_inputs:
-        raise ValueError(f"{run_dir}: method {cfg.method!r} has no co-distillation terms to weigh")
+    method = get_method(cfg.method)
+    if method.objective == ZERO_FILL:
+        raise ValueError(f"{run_dir}: method {cfg.method!r} has no distillation terms to weigh")
     runtime = init_runtime("cpu")
     cases = load_split_cases(cfg, run_dir / "split.json", "train", runtime)
     table = subset_probabilities([case.available for case in cases], cfg.seg.student_sampling)
-    objective = SegObjective(segmenter.train(), mae.eval(), cfg.seg, get_method(cfg.method).objective, table)
+    frozen = mae.eval() if mae is not None and method.completes_inputs else None
+    objective = SegObjective(segmenter.train(), frozen, cfg.seg, method.objective, table)
     size = cfg.optim_seg.batch_size
     crops = TrainingCrops(cases, cfg.data, seed=seed, length=batches * size)
     generator = torch.Generator().manual_seed(seed)

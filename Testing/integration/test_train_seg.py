@@ -127,7 +127,6 @@ def test_zero_fill_sees_zeros_outside_the_subset_and_only_a_segmentation_term():
     assert not bool((views.masks & ~batch["available"]).any())
 
 
-
 def test_m3ae_style_without_an_mae_distills_between_two_zero_filled_views():
     """``m3ae-style-no-mae``: the self-distillation objective with no MAE anywhere; each view keeps its subset's
     real channels and zero elsewhere, and the view with more real sequences teaches."""
@@ -141,6 +140,7 @@ def test_m3ae_style_without_an_mae_distills_between_two_zero_filled_views():
     assert {"logit_distill", "feat_distill"} <= set(objective.losses(views, batch["label"]))
     with pytest.raises(ValueError, match="needs the stage-1 MAE"):
         SegObjective(objective.segmenter, None, objective.cfg, get_method("ours").objective)
+
 
 TERMS = {"w_seg_teacher": "seg_teacher", "w_seg_student": "seg_student", "w_logit_distill": "logit_distill",
          "w_feat_distill": "feat_distill"}

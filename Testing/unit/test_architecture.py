@@ -120,7 +120,7 @@ def test_decisions_made_in_one_place():
     assert _definitions(ast.FunctionDef, "set_threads") == ["AllStageTraining.runtime"]
     assert _definitions(ast.FunctionDef, "fingerprint") == ["AllStageTraining.config", "AllStageTraining.config"]
     # method names are spelled only by the registry (and by the demo, which names the pair it compares); "ours"
-    # is also the comparison's ablated method and the benchmark's name for our predictor
+    # is also the benchmark's name for our predictor
     names = set(method_names()) - {"ours"}
     spelled = sorted({module for module, (_, tree) in MODULES.items() for node in ast.walk(tree)
                       if isinstance(node, ast.Constant) and node.value in names})
