@@ -15,10 +15,10 @@ the stem it is given (``OUT/comparison`` or ``OUT/comparison-val``):
   sequences given and per scenario need the cells' tables) (:func:`comparison_rows`);
 - ``<stem>.md``: the command, per setting (and budget) the means with intervals, the paired differences to the
   baselines (``methods.BASELINES``), each ablation against the method it takes one part off (``Method.ablates``:
-  ``ours-no-da`` against ``ours``, ``m3ae-style-no-mae`` against ``m3ae-style-no-init``), the same by
-  the sequences given (:data:`GIVEN_GROUPS`) and per scenario; with several budgets the learning curves and the convergence rule; the
-  synthesis quality of ``ours`` and ``m3ae-style``; the prompt-sensitivity summaries; the wall time of every cell
-  and of the grid (:func:`comparison_markdown`);
+  ``ours-no-da`` against ``ours``, ``m3ae-style-no-mae`` against ``m3ae-style-no-init``), the same by the
+  sequences given (:data:`GIVEN_GROUPS`) and per scenario; with several budgets the learning curves and the
+  convergence rule; the synthesis quality of ``ours`` and ``m3ae-style``; the prompt-sensitivity summaries; the
+  wall time of every cell and of the grid (:func:`comparison_markdown`);
 - ``<stem>.png``: the means with their interval bars; ``<stem>_curve.png`` the learning curves.
 """
 

@@ -60,7 +60,7 @@ def stage2_gradient_shares(run_dir: str | Path, batches: int = 8, seed: int = 0)
     runtime = init_runtime("cpu")
     cases = load_split_cases(cfg, run_dir / "split.json", "train", runtime)
     table = subset_probabilities([case.available for case in cases], cfg.seg.student_sampling)
-    frozen = mae.eval() if mae is not None and method.completes_inputs else None
+    frozen = mae.eval() if mae is not None else None  # m3ae-style-no-mae distills without one
     objective = SegObjective(segmenter.train(), frozen, cfg.seg, method.objective, table)
     size = cfg.optim_seg.batch_size
     crops = TrainingCrops(cases, cfg.data, seed=seed, length=batches * size)
