@@ -105,6 +105,9 @@ def _stage1_budget_added_to_stage2(cfg: "RunConfig") -> dict[str, Any]:
             "optim_seg.stage1_steps": cfg.optim_mae.steps}
 
 
+#: m3ae-style's stage 1 (L_rec only, one masked view per step), shared by its ablation that keeps the MAE.
+_M3AE_MAE: Mapping[str, Any] = {"mae.w_pop": 0.0, "mae.w_cons": 0.0, "mae.views": 1}
+
 _ENTRIES: tuple[Method, ...] = (
     Method("ours", "MAE with distribution approximation + co-distillation + prompt-driven hyper-network",
            has_mae=True, objective=CO_DISTILLATION, personalizes=True),
@@ -115,12 +118,10 @@ _ENTRIES: tuple[Method, ...] = (
            derive=_stage1_budget_to_stage2),
     Method("m3ae-style", "MAE with L_rec only (one masked view per step, as M3AE), learned fill, "
                          "self-distillation between two dropout views, no hyper-network", has_mae=True,
-           objective=SELF_DISTILLATION, personalizes=False,
-           overrides={"mae.w_pop": 0.0, "mae.w_cons": 0.0, "mae.views": 1}),
+           objective=SELF_DISTILLATION, personalizes=False, overrides=_M3AE_MAE),
     Method("m3ae-style-no-init", "m3ae-style with the segmenter's initial weights drawn at random, not copied from "
                                  "the MAE (seg.init_from_mae = false)", has_mae=True, objective=SELF_DISTILLATION,
-           personalizes=False, overrides={"mae.w_pop": 0.0, "mae.w_cons": 0.0, "mae.views": 1,
-                                          "seg.init_from_mae": False}, ablates="m3ae-style"),
+           personalizes=False, overrides={**_M3AE_MAE, "seg.init_from_mae": False}, ablates="m3ae-style"),
     Method("m3ae-style-no-mae", "m3ae-style-no-init without the MAE: the two dropout views keep their missing "
                                 "sequences zero", has_mae=False, objective=SELF_DISTILLATION, personalizes=False,
            ablates="m3ae-style-no-init"),
