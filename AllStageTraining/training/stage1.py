@@ -7,7 +7,8 @@ Each step, for a batch of crops with present sequences A:
 - loss = mean over views of L_rec (present sequences) + w_pop * mean over views of L_pop (absent sequences)
   + w_cons * L_cons (absent sequences, the less-informed view pulled toward the detached other)
   + w_fill_reg * smoothness of the learned fill.
-With ``w_cons == 0`` only view a is drawn (the second view would only feed L_cons).
+With ``mae.views = 1`` (allowed only when ``w_cons == 0``) only view a is drawn; by default both are, also
+without L_cons, so that an ablation of L_cons changes only that term.
 
 Validation (rank 0, every ``val_every`` steps and at the end) on the split's val cases, whole volumes padded
 to a multiple of ``net.size_divisor``: each present sequence is held out alone and completed from the others
