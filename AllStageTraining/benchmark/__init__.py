@@ -11,7 +11,9 @@ What ``run_benchmark`` measures (module ``run``), on one synthetic 240x240x155 c
   natively, ``runtime.resolve_precision``; both runs include T1ce); without ``quick`` also in the other precision (float32, or
   bfloat16 where the default is float32), FLAIR + T1ce without synthesized sequences (no MAE pass for the default
   method's display-only MAE), without channels-last, with the ``paper`` preset's sliding window, and the full
-  set with PyTorch's allocator asking for transparent huge pages (``runtime.HUGE_PAGES_ENV``). The
+  set with PyTorch's allocator asking for transparent huge pages (``runtime.HUGE_PAGES_ENV``); with a trained
+  ``bundle`` on the CPU (also with ``quick``), that bundle in its own sliding windows on FLAIR + T2, a set the
+  default runs in float32, one window per network call against ``predictor.CPU_FLOAT32_WINDOWS_PER_CALL``. The
   reference is what a user would otherwise pick, MONAI's BraTS tutorial:
   ``SegResNet(blocks_down=[1,2,2,4], blocks_up=[1,1,1], init_filters=16, in_channels=4, out_channels=3)``
   (random weights), channel-wise nonzero z-score, ``sliding_window_inference(roi_size=(240,240,160),

@@ -60,9 +60,10 @@ def child_ours(spec: dict) -> dict:
     """One prediction with our Predictor, from files to written files, in this (fresh) process.
 
     spec: bundle, device, threads, precision ("auto" | "float32" | "bfloat16"), channels_last (None: the
-    Predictor's default), window (None: one pass), overlap, images ({modality: path or None}), out (folder),
-    synthesize (optional, default True: write the synthesized sequences, as ``predict --out-recon-dir`` and the
-    Slicer module do; False: the labels alone, which skips the MAE pass of a display-only MAE)."""
+    Predictor's default), window (None: one pass; "bundle": the bundle's own window and overlap), overlap, images
+    ({modality: path or None}), out (folder), synthesize (optional, default True: write the synthesized
+    sequences, as ``predict --out-recon-dir`` and the Slicer module do; False: the labels alone, which skips the
+    MAE pass of a display-only MAE), cpu_float32_windows (optional: ``Predictor.cpu_float32_windows``)."""
     set_threads(spec["threads"])
     from ..fileio import write_image_atomically
     from ..inference.predictor import Predictor
@@ -70,8 +71,10 @@ def child_ours(spec: dict) -> dict:
     start = time.perf_counter()
     predictor = Predictor.from_bundle(spec["bundle"], spec["device"], precision=spec["precision"],
                                       channels_last=spec.get("channels_last"))
-    predictor.cfg.inference.window = tuple(spec["window"]) if spec["window"] else None
-    predictor.cfg.inference.overlap = spec["overlap"]
+    if spec["window"] != "bundle":
+        predictor.cfg.inference.window = tuple(spec["window"]) if spec["window"] else None
+        predictor.cfg.inference.overlap = spec["overlap"]
+    predictor.cpu_float32_windows = spec.get("cpu_float32_windows", predictor.cpu_float32_windows)
     load_s = time.perf_counter() - start
     out = Path(spec["out"])
     start = time.perf_counter()
@@ -86,10 +89,13 @@ def child_ours(spec: dict) -> dict:
     if not spec["window"]:
         flops = count_flops_ours(predictor.cfg, shape, "reconstruct" in prediction.timings)
     precision = predictor.precision_for(prediction.scenario)
+    window = predictor.cfg.inference_window()
+    windowing = {"window": list(window) if window else None, "overlap": predictor.cfg.inference.overlap,
+                 "windows_per_call": predictor.windows_per_call(prediction.scenario)}
     del prediction, predictor
     return {"load_s": load_s, "io_s": io_s, "model_s": model_s, "peak_rss_mb": peak_rss_mb(),
             "gpu_peak_mb": gpu_peak_mb(spec["device"]), "flops": flops, "precision": precision,
-            "labels": str(out / "seg.nii.gz"), "padded_shape": list(shape)}
+            "labels": str(out / "seg.nii.gz"), "padded_shape": list(shape), **windowing}
 
 
 def child_segresnet(spec: dict) -> dict:

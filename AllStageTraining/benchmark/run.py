@@ -13,6 +13,8 @@ from .processes import run_child
 
 #: The "two sequences missing" scenario: FLAIR + T1ce available, T1 and T2 reconstructed.
 MISSING_SCENARIO = ("flair", "t1ce")
+#: A set without T1ce (float32 under "auto"), for the trained bundle's windows one and several per call.
+NO_T1CE_SCENARIO = ("flair", "t2")
 #: Issue 14's targets, for the default precision on a quiet two-core machine.
 TARGETS = {"ratio_full_max": 0.15, "ratio_missing_max": 0.25, "peak_rss_mb_max": 1700.0, "agreement_dice_min": 0.99,
            "training_ratio_min": 1.5, "cuda_seconds_per_case_max": 2.0}
@@ -31,16 +33,25 @@ def other_precision(default: str) -> str:
     return "bfloat16" if default == "float32" else "float32"
 
 
-def plan(quick: bool, default_precision: str) -> list[tuple[str, str, dict]]:
+def plan(quick: bool, default_precision: str, trained: str | None = None) -> list[tuple[str, str, dict]]:
     """The timed inference runs: (name, child kind, spec entries over the base spec); ``images`` names the
-    inputs: "full" (all four sequences) or "missing" (MISSING_SCENARIO only). Ours run at the default
-    precision ("auto") unless the entries say otherwise."""
+    inputs: "full" (all four sequences), "missing" (MISSING_SCENARIO only) or "no_t1ce" (NO_T1CE_SCENARIO
+    only). Ours run at the default precision ("auto") unless the entries say otherwise. ``trained``: a trained
+    bundle (CPU runs only), also timed in its own sliding windows on the set without T1ce, with one window per
+    network call and with the predictor's default (``predictor.CPU_FLOAT32_WINDOWS_PER_CALL``)."""
     from ..config import preset
+    from ..inference.predictor import CPU_FLOAT32_WINDOWS_PER_CALL
 
     repeat = 1 if quick else TARGET_REPEATS
     runs = [(REFERENCE, "segresnet", {"images": "full", "huge_pages": False, "repeat": repeat}),
             (FULL, "ours", {"images": "full", "repeat": repeat}),
             (MISSING, "ours", {"images": "missing", "repeat": repeat})]
+    if trained:
+        own = {"bundle": trained, "images": "no_t1ce", "window": "bundle"}
+        runs += [("trained bundle, its windows, FLAIR+T2, one window per call", "ours",
+                  {**own, "cpu_float32_windows": 1}),
+                 (f"trained bundle, its windows, FLAIR+T2, {CPU_FLOAT32_WINDOWS_PER_CALL} windows per float32 call "
+                  "(the default)", "ours", own)]
     if quick:
         return runs
     other = other_precision(default_precision)
@@ -167,14 +178,16 @@ def run_benchmark(out_dir: str | Path, *, threads: int = 2, device: str = "cpu",
     default = resolve_precision("auto", torch.device(device))
     report["default_precision"] = default
     inputs = {"full": {m: str(p) for m, p in images.items()},
-              "missing": {m: (str(p) if m in MISSING_SCENARIO else None) for m, p in images.items()}}
+              **{name: {m: (str(p) if m in given else None) for m, p in images.items()}
+                 for name, given in (("missing", MISSING_SCENARIO), ("no_t1ce", NO_T1CE_SCENARIO))}}
     precisions = ["float32", "bfloat16"] + (["float16"] if device.startswith("cuda") else [])
     say("conv3d peak per precision")
     report["conv3d_peak"] = run_child("conv_peak", {"device": device, "threads": threads, "precisions": precisions},
                                       timeout)
     base = {"bundle": str(timed_bundle), "device": device, "threads": threads, "precision": "auto", "window": None,
             "overlap": 0.0}
-    report["runs"] = measure(plan(quick, default), base, inputs, out, timeout, say, report["conv3d_peak"])
+    trained = str(bundle) if bundle is not None and device == "cpu" else None
+    report["runs"] = measure(plan(quick, default, trained), base, inputs, out, timeout, say, report["conv3d_peak"])
     report["predict_process"] = predict_processes(str(timed_bundle), inputs, out, device, threads, timeout, say)
     if bundle is not None:
         agreement = _agreement(bundle, case_images or inputs["full"], device, threads, timeout, say)

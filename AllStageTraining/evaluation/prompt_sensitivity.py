@@ -57,7 +57,7 @@ def case_prompt_table(predictor, case, scenarios: Iterable = SCENARIOS) -> list[
             inputs = predictor.mae.merge(inputs, recon, available, brain)
         for prompt in scenarios:
             index = torch.tensor([prompt.index], device=device)
-            segment = lambda v, b: predictor.segmenter(v, index, deep=False)["logits"]  # noqa: E731
+            segment = lambda v, b: predictor.segmenter(v, index.expand(len(v)), deep=False)["logits"]  # noqa: E731
             logits = predictor.run_network(segment, inputs, (z, y, x), given)[0, :, :z, :y, :x]
             labels = labels_from_regions(logits, threshold)
             labels[~inside] = 0

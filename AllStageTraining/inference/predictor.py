@@ -22,10 +22,11 @@ Steps of ``Predictor.predict`` (one case):
 
 Networks run once over the whole padded brain crop when ``cfg.inference.window`` is None, else with MONAI's
 ``sliding_window_inference`` (window: the given size, or the training crop for "crop"; clamped to the crop;
-``cfg.inference.overlap``, Gaussian blending; each window gets its own MAE box). Everything runs under
-``torch.inference_mode``; the networks compute under bfloat16 autocast where the device runs it natively and
-T1ce is given (``precision="auto"``, ``runtime.resolve_precision``, ``BFLOAT16_NEEDS``) or in float32;
-thresholds and the display scaling are applied in float32. Big tensors are freed as soon as used.
+``cfg.inference.overlap``, Gaussian blending; each window gets its own MAE box; a float32 pass on the CPU
+takes several windows per call, ``CPU_FLOAT32_WINDOWS_PER_CALL``, which puts its convolutions on oneDNN).
+Everything runs under ``torch.inference_mode``; the networks compute under bfloat16 autocast where the device
+runs it natively and T1ce is given (``precision="auto"``, ``runtime.resolve_precision``, ``BFLOAT16_NEEDS``) or
+in float32; thresholds and the display scaling are applied in float32. Big tensors are freed as soon as used.
 
 Synthesized sequences are z-scores inside the brain; for display they are written as
 ``RECON_SCALE * z + RECON_OFFSET`` inside the brain (z in [-5, 5] -> [0, 1000], brain mean 500) and 0
@@ -66,6 +67,13 @@ CUT_CLOSING_MM = 8.0
 CUT_NEAR_MM = 4.0
 CUT_MIN_SHARE = 0.08
 CUT_MIN_ML = 2.5
+#: Windows per network call of a float32 pass on the CPU. With one sample PyTorch's CPU float32 3-D convolution
+#: takes its native im2col path instead of oneDNN whenever the input is small (batch 1, 3x3x3 kernels, channels x
+#: depth x height at most 20480: every level of the width-8 U-Net on 48^3 windows); with two or more it takes
+#: oneDNN. Here an 8-channel 32^3 convolution took 14.5 ms alone against 1.9 ms per sample in a batch of 2-8
+#: (2 threads). bfloat16 runs oneDNN either way, and one window per call keeps the hyper-network's modulation
+#: folded into GroupNorm's float32 affine parameters (``nets.unet.GroupNorm3d``), so only float32 batches.
+CPU_FLOAT32_WINDOWS_PER_CALL = 4
 #: Under ``precision="auto"`` bfloat16 runs only for sets that include this sequence; without it, the networks
 #: run in float32. Enhancing tumour is what T1ce shows; without it the model's ET is a small, low-confidence
 #: region guessed from the other sequences, and bfloat16's rounding moves its edge. On the shipped bundle's
@@ -248,6 +256,8 @@ class Predictor:
             for model in (self.mae, self.segmenter):
                 if model is not None:
                     use_channels_last(model)
+        #: Sliding windows per network call of a float32 pass on the CPU (1: one at a time).
+        self.cpu_float32_windows = CPU_FLOAT32_WINDOWS_PER_CALL
         self.meta = dict(meta or {})
         self.divisor = cfg.net.size_divisor
 
@@ -288,9 +298,9 @@ class Predictor:
         return autocast(self.device, self.precision_for(scenario))
 
     def run_network(self, fn, x: torch.Tensor, crop_shape: tuple[int, ...], scenario: Scenario) -> torch.Tensor:
-        """``fn(window (1, C, d, h, w), box (1, 3, 2)) -> (1, C', d, h, w)`` over the padded crop ``x``, under the
-        autocast of ``scenario``: in one pass (``cfg.inference_window()`` None) or by MONAI's sliding window.
-        Returns float32."""
+        """``fn(windows (B, C, d, h, w), boxes (B, 3, 2)) -> (B, C', d, h, w)`` over the padded crop ``x``
+        (1, C, D, H, W), under the autocast of ``scenario``: in one pass (B = 1; ``cfg.inference_window()`` None)
+        or by MONAI's sliding window, B windows per call (``windows_per_call``). Returns float32."""
         from ..data.dataset import normalized_box
 
         window = self.cfg.inference_window()
@@ -304,13 +314,18 @@ class Predictor:
         roi = tuple(min(int(w), p) for w, p in zip(window, padded))
 
         def windowed(patch: torch.Tensor, slices) -> torch.Tensor:
-            starts = [s.start for s in slices[0][2:]]
-            box = torch.from_numpy(normalized_box(starts, patch.shape[2:], crop_shape))[None].to(self.device)
+            boxes = np.stack([normalized_box([s.start for s in location[2:]], patch.shape[2:], crop_shape)
+                              for location in slices])
             with self.autocast(scenario):
-                return fn(patch, box).float()
+                return fn(patch, torch.from_numpy(boxes).to(self.device)).float()
 
-        return sliding_window_inference(x, roi, 1, windowed, overlap=self.cfg.inference.overlap, mode="gaussian",
-                                         with_coord=True)
+        return sliding_window_inference(x, roi, self.windows_per_call(scenario), windowed,
+                                         overlap=self.cfg.inference.overlap, mode="gaussian", with_coord=True)
+
+    def windows_per_call(self, scenario: Scenario) -> int:
+        """Sliding windows per network call: ``cpu_float32_windows`` for a float32 pass on the CPU, else 1."""
+        cpu_float32 = self.device.type == "cpu" and self.precision_for(scenario) == "float32"
+        return self.cpu_float32_windows if cpu_float32 else 1
 
     def _run_line(self, scenario: Scenario, crop_shape: tuple[int, ...], padded: tuple[int, ...]) -> str:
         """The log line that says the set, the crop and how the networks run (device, precision, layout)."""
@@ -440,7 +455,7 @@ class Predictor:
         report(0.55, "segmenting")
         padded = tuple(x.shape[2:])
         index = torch.tensor([scenario.index], device=self.device)
-        segment = lambda v, box: self.segmenter(v, index, deep=False)["logits"]  # noqa: E731
+        segment = lambda v, box: self.segmenter(v, index.expand(len(v)), deep=False)["logits"]  # noqa: E731
         logits = self.run_network(segment, x, crop_shape, scenario)
         del x
         labels = labels_from_regions(logits[crop], _logit(self.cfg.inference.threshold)).cpu().numpy()

@@ -137,6 +137,38 @@ def test_sliding_window_covers_the_crop(tiny_bundle, head):
                           sitk.GetArrayFromImage(big.predict(images).labels))
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_a_float32_cpu_pass_batches_its_windows_with_the_outputs_of_one_window_per_call(tiny_bundle, head, precision):
+    """Float32 on the CPU: ``CPU_FLOAT32_WINDOWS_PER_CALL`` windows per network call (one small sample sends
+    PyTorch's CPU float32 convolution down its slow native path), with the labels and completions of one window
+    per call; bfloat16 keeps one window per call."""
+    from AllStageTraining.inference.predictor import CPU_FLOAT32_WINDOWS_PER_CALL as per_call
+
+    images = {"flair": head["flair"], "t2": head["t2"]}
+    results, batches = {}, {}
+    for windows in (1, per_call):
+        windowed = Predictor.from_bundle(tiny_bundle, "cpu", precision=precision)
+        assert windowed.cpu_float32_windows == per_call > 1
+        windowed.cpu_float32_windows = windows
+        windowed.cfg.inference.window, windowed.cfg.inference.overlap = (16, 16, 16), 0.25
+        sizes = []
+        hooks = [model.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+                 for model in (windowed.mae, windowed.segmenter)]
+        try:
+            results[windows] = windowed.predict(images)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        batches[windows] = sizes
+    assert set(batches[1]) == {1} and len(batches[1]) > per_call
+    assert max(batches[per_call]) == (per_call if precision == "float32" else 1), batches[per_call]
+    one, batched = results[1], results[per_call]
+    assert np.array_equal(sitk.GetArrayFromImage(one.labels), sitk.GetArrayFromImage(batched.labels))
+    for m in ("t1ce", "t1"):
+        assert np.allclose(sitk.GetArrayFromImage(one.reconstructions[m]),
+                           sitk.GetArrayFromImage(batched.reconstructions[m]), atol=1e-2)
+
+
 def test_crop_window_is_the_training_crop(tiny_bundle, head):
     # "crop": sliding windows of data.crop_size, exactly as if that size had been given
     by_name, by_size = Predictor.from_bundle(tiny_bundle, "cpu"), Predictor.from_bundle(tiny_bundle, "cpu")
@@ -188,6 +220,29 @@ def test_benchmark_child_times_counts_and_writes(tiny_bundle, make_case, tmp_pat
     report = {"device": "cpu", "device_name": "x", "threads": 1, "case": "tiny", "load_average_at_start": None,
               "runs": {"ours": {**result, "ratio_to_segresnet": 0.5}}, "step_rates": {}}
     assert "| ours |" in markdown_table(report)
+
+
+def test_benchmark_times_a_trained_bundle_in_its_own_windows_one_and_several_per_float32_call(tiny_bundle, make_case,
+                                                                                                tmp_path):
+    from AllStageTraining.benchmark import child_ours
+    from AllStageTraining.benchmark.run import plan
+
+    assert all(spec.get("images") != "no_t1ce" for quick in (False, True) for _, _, spec in plan(quick, "bfloat16"))
+    for quick in (False, True):
+        rows = [spec for _, _, spec in plan(quick, "bfloat16", "b") if spec.get("images") == "no_t1ce"]
+        assert [row.get("cpu_float32_windows") for row in rows] == [1, None]
+        assert all(row["bundle"] == "b" and row["window"] == "bundle" for row in rows)
+    case = make_case(seed=5)
+    spec = {"bundle": str(tiny_bundle), "device": "cpu", "threads": None, "precision": "float32", "window": "bundle",
+            "overlap": 0.0, "out": str(tmp_path), "cpu_float32_windows": 1,
+            "images": {m: str(p) if m in ("flair", "t2") else None for m, p in case.items()}}
+    cfg = Predictor.from_bundle(tiny_bundle, "cpu").cfg
+    window = cfg.inference_window()
+    own = child_ours(spec)
+    assert (own["window"], own["overlap"]) == (list(window) if window else None, cfg.inference.overlap)
+    assert own["precision"] == "float32" and own["flops"] is None and (tmp_path / "seg.nii.gz").is_file()
+    given = child_ours({**spec, "window": [16, 16, 16], "overlap": 0.25, "cpu_float32_windows": 3})
+    assert (given["window"], given["overlap"], given["windows_per_call"]) == ([16, 16, 16], 0.25, 3)
 
 
 @pytest.mark.parametrize("method", ["ours", "ours-display-mae"])
