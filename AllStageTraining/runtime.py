@@ -108,6 +108,17 @@ def cpu_has_native_bfloat16() -> bool:
     return any(flag in flags for flag in _NATIVE_BF16_FLAGS)
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, e.g. "AMD EPYC"), else ``platform.processor()`` or the machine
+    type: bfloat16 kernels, and with them a training run's trajectory, differ between CPU models."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as handle:
+            line = next((line for line in handle if line.startswith("model name")), "")
+    except OSError:
+        line = ""
+    return line.partition(":")[2].strip() or platform.processor() or platform.machine()
+
+
 def resolve_precision(name: str, device: "torch.device") -> str:
     """``auto`` -> "bfloat16" on a CPU with native bfloat16 or a CUDA GPU that supports it, else "float32";
     "float32" and "bfloat16" are returned as they are. ValueError for another name."""
@@ -180,9 +191,6 @@ def describe(device: "torch.device", precision: str, **extra: Any) -> dict[str, 
     """
     import torch
 
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"device": str(device), "device_name": name, "threads": torch.get_num_threads(), "precision": precision,
             "torch": torch.__version__, "code": code_version(), "recorded": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}

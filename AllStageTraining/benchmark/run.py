@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Callable
@@ -140,9 +139,9 @@ def _agreement(bundle, images: dict, device: str, threads: int, timeout: float, 
 def _machine(device: str) -> dict:
     import torch
 
-    from ..runtime import cpu_has_native_bfloat16
+    from ..runtime import cpu_has_native_bfloat16, cpu_name
 
-    name = torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or platform.machine()
+    name = torch.cuda.get_device_name(0) if device.startswith("cuda") else cpu_name()
     return {"device": device, "device_name": name, "cpu_count": os.cpu_count(), "torch": torch.__version__,
             "cpu_native_bfloat16": cpu_has_native_bfloat16(), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None}

@@ -93,3 +93,17 @@ def test_the_code_record_tells_an_edited_checkout_from_its_commit(tmp_path):
     with open(tmp_path / "AllStageTraining" / "constants.py", "a") as f:
         f.write("\n# an edit\n")
     assert record() == f"{commit} True"
+
+
+def test_a_stage_record_names_the_cpu_model_not_only_the_architecture():
+    """Runs on different CPU models differ (bfloat16 kernels), so the record says which model ran them."""
+    import torch
+
+    from AllStageTraining.runtime import cpu_name, describe
+
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+              if line.startswith("model name")] if cpuinfo.exists() else []
+    if not models:
+        pytest.skip("no model name in /proc/cpuinfo")
+    assert cpu_name() == models[0] and describe(torch.device("cpu"), "float32")["device_name"] == models[0]
