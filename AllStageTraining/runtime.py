@@ -108,11 +108,11 @@ def cpu_has_native_bfloat16() -> bool:
     return any(flag in flags for flag in _NATIVE_BF16_FLAGS)
 
 
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``, e.g. "AMD EPYC"), else ``platform.processor()`` or the machine
-    type: bfloat16 kernels, and with them a training run's trajectory, differ between CPU models."""
+def cpu_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's model name (``cpuinfo``'s "model name", e.g. "AMD EPYC"), else ``platform.processor()`` or the
+    machine type: bfloat16 kernels, and with them a training run's trajectory, differ between CPU models."""
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as handle:
+        with open(cpuinfo, encoding="ascii", errors="ignore") as handle:
             line = next((line for line in handle if line.startswith("model name")), "")
     except OSError:
         line = ""

@@ -86,12 +86,12 @@ def child_ours(spec: dict) -> dict:
     io_s = time.perf_counter() - start
     model_s = prediction.timings.get("reconstruct", 0.0) + prediction.timings["segment"]
     shape, flops = prediction.padded_shape, None
-    if not spec["window"]:
+    window = predictor.window_for(tuple(shape))
+    if window is None:
         flops = count_flops_ours(predictor.cfg, shape, "reconstruct" in prediction.timings)
     precision = predictor.precision_for(prediction.scenario)
-    window = predictor.cfg.inference_window()
     windowing = {"window": list(window) if window else None, "overlap": predictor.cfg.inference.overlap,
-                 "windows_per_call": predictor.windows_per_call(prediction.scenario)}
+                 "windows_per_call": predictor.windows_per_call(prediction.scenario, window) if window else None}
     del prediction, predictor
     return {"load_s": load_s, "io_s": io_s, "model_s": model_s, "peak_rss_mb": peak_rss_mb(),
             "gpu_peak_mb": gpu_peak_mb(spec["device"]), "flops": flops, "precision": precision,

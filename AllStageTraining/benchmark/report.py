@@ -35,6 +35,9 @@ def _inference(report: dict) -> list[str]:
             lines.append(f"| {name} | error: {r['error']} | | | | | | | |")
             continue
         times = (" (median of " + ", ".join(f"{t:.1f}" for t in r["io_s_runs"]) + ")") if r.get("io_s_runs") else ""
+        if r.get("window"):
+            name += (f" (windows {'x'.join(map(str, r['window']))}, overlap {r['overlap']:g}, "
+                     f"{r['windows_per_call']} per call)")
         lines.append(f"| {name} | {r.get('precision', '-')} | {_fmt(r.get('io_s'), '%.1f')}{times} | "
                      f"{_fmt(r.get('ratio_to_segresnet'), '%.2f')} | {_fmt(r.get('model_s'), '%.1f')} | "
                      f"{_fmt(r.get('gflops'), '%.0f')} | {_fmt(r.get('gflop_per_s'), '%.0f')} | "

@@ -23,7 +23,8 @@ Steps of ``Predictor.predict`` (one case):
 Networks run once over the whole padded brain crop when ``cfg.inference.window`` is None, else with MONAI's
 ``sliding_window_inference`` (window: the given size, or the training crop for "crop"; clamped to the crop;
 ``cfg.inference.overlap``, Gaussian blending; each window gets its own MAE box; a float32 pass on the CPU
-takes several windows per call, ``CPU_FLOAT32_WINDOWS_PER_CALL``, which puts its convolutions on oneDNN).
+over small windows takes several per call, ``CPU_FLOAT32_WINDOWS_PER_CALL``, which puts its 3x3x3
+convolutions on oneDNN).
 Everything runs under ``torch.inference_mode``; the networks compute under bfloat16 autocast where the device
 runs it natively and T1ce is given (``precision="auto"``, ``runtime.resolve_precision``, ``BFLOAT16_NEEDS``) or
 in float32; thresholds and the display scaling are applied in float32. Big tensors are freed as soon as used.
@@ -67,13 +68,17 @@ CUT_CLOSING_MM = 8.0
 CUT_NEAR_MM = 4.0
 CUT_MIN_SHARE = 0.08
 CUT_MIN_ML = 2.5
-#: Windows per network call of a float32 pass on the CPU. With one sample PyTorch's CPU float32 3-D convolution
-#: takes its native im2col path instead of oneDNN whenever the input is small (batch 1, 3x3x3 kernels, channels x
-#: depth x height at most 20480: every level of the width-8 U-Net on 48^3 windows); with two or more it takes
-#: oneDNN. Here an 8-channel 32^3 convolution took 14.5 ms alone against 1.9 ms per sample in a batch of 2-8
-#: (2 threads). bfloat16 runs oneDNN either way, and one window per call keeps the hyper-network's modulation
-#: folded into GroupNorm's float32 affine parameters (``nets.unet.GroupNorm3d``), so only float32 batches.
+#: Windows per network call of a float32 pass on the CPU over windows of at most CPU_BATCHED_WINDOW_VOXELS. With
+#: one sample PyTorch's CPU float32 3-D convolution takes its native im2col path instead of oneDNN whenever the
+#: input is small (batch 1, 3x3x3 kernels, channels x depth x height at most 20480: nearly every convolution of
+#: the width-8 U-Net on the 48^3 windows of ``--crop 48``); with two samples or more it takes oneDNN. Here an
+#: 8-channel 32^3 convolution took 14.5 ms alone against 1.9 ms per sample in a batch of 2-8 (2 threads). Larger
+#: windows keep one per call: their convolutions run oneDNN already, and four would take four times the
+#: activations' memory. bfloat16 (on a CPU that runs it natively, as "auto" requires) runs oneDNN either way, and
+#: one window per call keeps the hyper-network's modulation folded into GroupNorm's float32 affine parameters
+#: (``nets.unet.GroupNorm3d``), so only float32 batches.
 CPU_FLOAT32_WINDOWS_PER_CALL = 4
+CPU_BATCHED_WINDOW_VOXELS = 64**3
 #: Under ``precision="auto"`` bfloat16 runs only for sets that include this sequence; without it, the networks
 #: run in float32. Enhancing tumour is what T1ce shows; without it the model's ET is a small, low-confidence
 #: region guessed from the other sequences, and bfloat16's rounding moves its edge. On the shipped bundle's
@@ -256,7 +261,7 @@ class Predictor:
             for model in (self.mae, self.segmenter):
                 if model is not None:
                     use_channels_last(model)
-        #: Sliding windows per network call of a float32 pass on the CPU (1: one at a time).
+        #: Sliding windows per network call of a float32 pass on the CPU over small windows (1: one at a time).
         self.cpu_float32_windows = CPU_FLOAT32_WINDOWS_PER_CALL
         self.meta = dict(meta or {})
         self.divisor = cfg.net.size_divisor
@@ -303,15 +308,13 @@ class Predictor:
         or by MONAI's sliding window, B windows per call (``windows_per_call``). Returns float32."""
         from ..data.dataset import normalized_box
 
-        window = self.cfg.inference_window()
         padded = tuple(x.shape[2:])
-        if window is None or all(w >= p for w, p in zip(window, padded)):
+        roi = self.window_for(padded)
+        if roi is None:
             box = torch.from_numpy(normalized_box((0, 0, 0), padded, crop_shape))[None].to(self.device)
             with self.autocast(scenario):
                 return fn(x, box).float()
         from monai.inferers import sliding_window_inference
-
-        roi = tuple(min(int(w), p) for w, p in zip(window, padded))
 
         def windowed(patch: torch.Tensor, slices) -> torch.Tensor:
             boxes = np.stack([normalized_box([s.start for s in location[2:]], patch.shape[2:], crop_shape)
@@ -319,21 +322,34 @@ class Predictor:
             with self.autocast(scenario):
                 return fn(patch, torch.from_numpy(boxes).to(self.device)).float()
 
-        return sliding_window_inference(x, roi, self.windows_per_call(scenario), windowed,
+        return sliding_window_inference(x, roi, self.windows_per_call(scenario, roi), windowed,
                                          overlap=self.cfg.inference.overlap, mode="gaussian", with_coord=True)
 
-    def windows_per_call(self, scenario: Scenario) -> int:
-        """Sliding windows per network call: ``cpu_float32_windows`` for a float32 pass on the CPU, else 1."""
+    def window_for(self, padded: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The sliding window over a padded crop of shape ``padded`` (``cfg.inference_window()`` clamped to it), or
+        None for one pass (no window, or one at least as large as the crop)."""
+        window = self.cfg.inference_window()
+        if window is None or all(w >= p for w, p in zip(window, padded)):
+            return None
+        return tuple(min(int(w), p) for w, p in zip(window, padded))
+
+    def windows_per_call(self, scenario: Scenario, window: tuple[int, ...]) -> int:
+        """Sliding windows of size ``window`` per network call: ``cpu_float32_windows`` (at least 1) for a float32
+        pass on the CPU over windows of at most ``CPU_BATCHED_WINDOW_VOXELS``, else 1."""
+        small = math.prod(window) <= CPU_BATCHED_WINDOW_VOXELS
         cpu_float32 = self.device.type == "cpu" and self.precision_for(scenario) == "float32"
-        return self.cpu_float32_windows if cpu_float32 else 1
+        return max(1, int(self.cpu_float32_windows)) if small and cpu_float32 else 1
 
     def _run_line(self, scenario: Scenario, crop_shape: tuple[int, ...], padded: tuple[int, ...]) -> str:
-        """The log line that says the set, the crop and how the networks run (device, precision, layout)."""
+        """The log line that says the set, the crop and how the networks run (device, precision, layout, windows)."""
         precision = self.precision_for(scenario)
+        window = self.window_for(padded)
+        windows = (f"; sliding windows {'x'.join(map(str, window))}, overlap {self.cfg.inference.overlap:g}, "
+                   f"{self.windows_per_call(scenario, window)} per call" if window else "; one pass")
         return (f"scenario {scenario.short} ({scenario.display}); brain crop {'x'.join(map(str, crop_shape))} voxels, "
                 f"padded to {'x'.join(map(str, padded))}; device {self.device}, {precision}"
                 f"{' (bfloat16 only with T1ce)' if precision != self.precision else ''}"
-                f"{', channels-last' if self.channels_last else ''}")
+                f"{', channels-last' if self.channels_last else ''}{windows}")
 
     def _padded_input(self, case) -> torch.Tensor:
         """The case's cropped image as a (1, 4, *padded) tensor on the device, zero-padded at the end of each

@@ -143,7 +143,9 @@ def test_report_tables_and_targets():
                  FULL: {"io_s": 2.8, "ratio_to_segresnet": 0.14, "model_s": 1.9,
                         "precision": "bfloat16", "gflop_per_s": 175.0,
                         "share_of_peak": 0.7, "peak_rss_mb": 1650.0},
-                 MISSING: {"io_s": 5.2, "ratio_to_segresnet": 0.26, "precision": "bfloat16", "peak_rss_mb": 1600.0}},
+                 MISSING: {"io_s": 5.2, "ratio_to_segresnet": 0.26, "precision": "bfloat16", "peak_rss_mb": 1600.0},
+                 "trained": {"io_s": 9.0, "precision": "float32", "window": [48, 48, 48], "overlap": 0.25,
+                             "windows_per_call": 4}},
         "predict_process": {"FLAIR+T1ce": {"start_s": 1.5, "networks_s": 4.0, "total_s": 7.0, "overhead_s": 3.0,
                                            "imports": {"total_s": 1.2, "by_package": {"torch": 1.0}}}},
         "precision_agreement": {"bundle": "b", "case": "c",
@@ -166,6 +168,7 @@ def test_report_tables_and_targets():
     assert "GFLOP/s: float32 100, bfloat16 250." in text
     assert f"| {FULL} | bfloat16 | 2.8 | 0.14 | 1.9 |" in text and "| 70% |" in text
     assert "| segresnet | float32 | 20.0 (median of 21.0, 20.0, 19.5) | 1.00 |" in text
+    assert "| trained (windows 48x48x48, overlap 0.25, 4 per call) | float32 | 9.0 |" in text
     assert "| **networks** | 4.00 |" in text and "imports took 1.20 s" in text
     assert "| FC12 | 0.9950 | 0.9800 | 1.0000 | 900/300/0 | 0.100 | 0.0100 | bfloat16 |" in text
     assert "| 2 | 0.9950 | 0.9800 | 0.9000 | 900/300/0 | 0.100 | 0.0100 | float32 |" in text

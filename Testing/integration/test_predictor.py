@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -137,36 +139,57 @@ def test_sliding_window_covers_the_crop(tiny_bundle, head):
                           sitk.GetArrayFromImage(big.predict(images).labels))
 
 
-@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
-def test_a_float32_cpu_pass_batches_its_windows_with_the_outputs_of_one_window_per_call(tiny_bundle, head, precision):
-    """Float32 on the CPU: ``CPU_FLOAT32_WINDOWS_PER_CALL`` windows per network call (one small sample sends
-    PyTorch's CPU float32 convolution down its slow native path), with the labels and completions of one window
-    per call; bfloat16 keeps one window per call."""
+def test_sliding_windows_get_their_own_boxes_and_a_float32_cpu_pass_takes_several_per_call(tiny_bundle):
+    """Each window of a call gets the MAE box of its own place in the crop and its output goes back there;
+    float32 on the CPU batches CPU_FLOAT32_WINDOWS_PER_CALL small windows per call with the outputs of one at a
+    time; bfloat16, large windows and a setting below 1 run one per call."""
+    from AllStageTraining.data.dataset import normalized_box
     from AllStageTraining.inference.predictor import CPU_FLOAT32_WINDOWS_PER_CALL as per_call
 
-    images = {"flair": head["flair"], "t2": head["t2"]}
-    results, batches = {}, {}
-    for windows in (1, per_call):
-        windowed = Predictor.from_bundle(tiny_bundle, "cpu", precision=precision)
-        assert windowed.cpu_float32_windows == per_call > 1
-        windowed.cpu_float32_windows = windows
-        windowed.cfg.inference.window, windowed.cfg.inference.overlap = (16, 16, 16), 0.25
-        sizes = []
-        hooks = [model.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
-                 for model in (windowed.mae, windowed.segmenter)]
-        try:
-            results[windows] = windowed.predict(images)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        batches[windows] = sizes
-    assert set(batches[1]) == {1} and len(batches[1]) > per_call
-    assert max(batches[per_call]) == (per_call if precision == "float32" else 1), batches[per_call]
-    one, batched = results[1], results[per_call]
-    assert np.array_equal(sitk.GetArrayFromImage(one.labels), sitk.GetArrayFromImage(batched.labels))
-    for m in ("t1ce", "t1"):
-        assert np.allclose(sitk.GetArrayFromImage(one.reconstructions[m]),
-                           sitk.GetArrayFromImage(batched.reconstructions[m]), atol=1e-2)
+    predictor = Predictor.from_bundle(tiny_bundle, "cpu", precision="float32")
+    predictor.cfg.inference.window, predictor.cfg.inference.overlap = (16, 16, 16), 0.25
+    scenario = next(s for s in SCENARIOS if s.short == "F2")
+    crop, padded = (40, 36, 28), (40, 40, 32)
+    grid = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in padded], indexing="ij"))[None]
+    calls, boxes_ok = [], []
+
+    def where(windows, boxes):  # each window's z, y, x indices: its start is its minimum
+        calls.append(len(windows))
+        for window, box in zip(windows, boxes):
+            starts = [int(window[axis].min()) for axis in range(3)]
+            boxes_ok.append(np.allclose(box.numpy(), normalized_box(starts, tuple(window.shape[1:]), crop)))
+        return windows
+
+    stitched = predictor.run_network(where, grid, crop, scenario)
+    assert all(boxes_ok) and len(boxes_ok) == sum(calls) > per_call
+    assert max(calls) == per_call and set(calls[:-1]) == {per_call}
+    assert torch.allclose(stitched, grid, atol=1e-3)  # every window's output went back to its own place
+
+    x = torch.randn(1, 4, *padded)
+    index = torch.tensor([scenario.index])
+    segment = lambda v, box: predictor.segmenter(v, index.expand(len(v)), deep=False)["logits"]  # noqa: E731
+    batched = predictor.run_network(segment, x, crop, scenario)
+    predictor.cpu_float32_windows = 1
+    assert torch.allclose(predictor.run_network(segment, x, crop, scenario), batched, atol=1e-4)
+
+    predictor.cpu_float32_windows = per_call
+    assert predictor.windows_per_call(scenario, (16, 16, 16)) == per_call
+    assert predictor.windows_per_call(scenario, (128, 128, 128)) == 1  # oneDNN already; 4x the memory
+    predictor.cpu_float32_windows = 0
+    assert predictor.windows_per_call(scenario, (16, 16, 16)) == 1
+    bfloat16 = Predictor.from_bundle(tiny_bundle, "cpu", precision="bfloat16")
+    assert bfloat16.windows_per_call(scenario, (16, 16, 16)) == 1
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_the_log_says_the_windows_and_how_many_per_call(tiny_bundle, head, precision):
+    windowed = Predictor.from_bundle(tiny_bundle, "cpu", precision=precision)
+    windowed.cfg.inference.window, windowed.cfg.inference.overlap = (16, 16, 16), 0.25
+    result = windowed.predict({"flair": head["flair"], "t2": head["t2"]})
+    per_call = windowed.cpu_float32_windows if precision == "float32" else 1
+    assert any(line.endswith(f"; sliding windows 16x16x16, overlap 0.25, {per_call} per call") for line in result.log)
+    one_pass = Predictor.from_bundle(tiny_bundle, "cpu", precision=precision).predict({"flair": head["flair"]})
+    assert any("; device cpu, " in line and line.endswith("; one pass") for line in one_pass.log)
 
 
 def test_crop_window_is_the_training_crop(tiny_bundle, head):
@@ -222,27 +245,36 @@ def test_benchmark_child_times_counts_and_writes(tiny_bundle, make_case, tmp_pat
     assert "| ours |" in markdown_table(report)
 
 
-def test_benchmark_times_a_trained_bundle_in_its_own_windows_one_and_several_per_float32_call(tiny_bundle, make_case,
+def test_benchmark_times_a_trained_bundle_in_its_own_windows_one_and_several_per_float32_call(tiny_run, make_case,
                                                                                                 tmp_path):
+    import shutil
+
     from AllStageTraining.benchmark import child_ours
     from AllStageTraining.benchmark.run import plan
+    from AllStageTraining.config import RunConfig
+    from AllStageTraining.inference.bundle import export_bundle
 
     assert all(spec.get("images") != "no_t1ce" for quick in (False, True) for _, _, spec in plan(quick, "bfloat16"))
-    for quick in (False, True):
+    for quick, repeat in ((False, 3), (True, 1)):
         rows = [spec for _, _, spec in plan(quick, "bfloat16", "b") if spec.get("images") == "no_t1ce"]
         assert [row.get("cpu_float32_windows") for row in rows] == [1, None]
-        assert all(row["bundle"] == "b" and row["window"] == "bundle" for row in rows)
+        assert all(row["bundle"] == "b" and row["window"] == "bundle" and row["repeat"] == repeat for row in rows)
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))  # a bundle whose own window is not the spec's
+    cfg = RunConfig.load(run / "config.json")
+    cfg.inference.window, cfg.inference.overlap = (16, 16, 16), 0.25
+    cfg.save(run / "config.json")
+    bundle = export_bundle(run, tmp_path / "bundle", {"note": "random weights, for tests only"})
     case = make_case(seed=5)
-    spec = {"bundle": str(tiny_bundle), "device": "cpu", "threads": None, "precision": "float32", "window": "bundle",
-            "overlap": 0.0, "out": str(tmp_path), "cpu_float32_windows": 1,
+    spec = {"bundle": str(bundle), "device": "cpu", "threads": None, "precision": "float32", "window": "bundle",
+            "overlap": 0.0, "out": str(tmp_path / "own"), "cpu_float32_windows": 1,
             "images": {m: str(p) if m in ("flair", "t2") else None for m, p in case.items()}}
-    cfg = Predictor.from_bundle(tiny_bundle, "cpu").cfg
-    window = cfg.inference_window()
     own = child_ours(spec)
-    assert (own["window"], own["overlap"]) == (list(window) if window else None, cfg.inference.overlap)
-    assert own["precision"] == "float32" and own["flops"] is None and (tmp_path / "seg.nii.gz").is_file()
-    given = child_ours({**spec, "window": [16, 16, 16], "overlap": 0.25, "cpu_float32_windows": 3})
-    assert (given["window"], given["overlap"], given["windows_per_call"]) == ([16, 16, 16], 0.25, 3)
+    assert (own["window"], own["overlap"], own["windows_per_call"]) == ([16, 16, 16], 0.25, 1)
+    assert own["precision"] == "float32" and own["flops"] is None  # windows: no one-pass FLOP count
+    default = child_ours({**spec, "out": str(tmp_path / "default"), "cpu_float32_windows": 4})
+    assert default["windows_per_call"] == 4 and label_equal(own["labels"], default["labels"])
+    one_pass = child_ours({**spec, "window": None, "out": str(tmp_path / "one_pass")})
+    assert one_pass["window"] is None and one_pass["windows_per_call"] is None and one_pass["flops"] > 0
 
 
 @pytest.mark.parametrize("method", ["ours", "ours-display-mae"])

@@ -1,4 +1,5 @@
-"""Process-wide settings: transparent huge pages only where the environment asks for them; the code record."""
+"""Process-wide settings: transparent huge pages only where the environment asks for them; the code record; the
+CPU model a stage record names."""
 
 from __future__ import annotations
 
@@ -95,15 +96,20 @@ def test_the_code_record_tells_an_edited_checkout_from_its_commit(tmp_path):
     assert record() == f"{commit} True"
 
 
-def test_a_stage_record_names_the_cpu_model_not_only_the_architecture():
+def test_a_stage_record_names_the_cpu_model_not_only_the_architecture(tmp_path):
     """Runs on different CPU models differ (bfloat16 kernels), so the record says which model ran them."""
+    import platform
+
     import torch
 
     from AllStageTraining.runtime import cpu_name, describe
 
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-              if line.startswith("model name")] if cpuinfo.exists() else []
-    if not models:
-        pytest.skip("no model name in /proc/cpuinfo")
-    assert cpu_name() == models[0] and describe(torch.device("cpu"), "float32")["device_name"] == models[0]
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14\nflags\t: fpu\n"
+                       "processor\t: 1\nmodel name\t: AMD EPYC 9R14\n")
+    assert cpu_name(cpuinfo) == "AMD EPYC 9R14"
+    fallback = platform.processor() or platform.machine()
+    assert cpu_name(tmp_path / "missing") == fallback and fallback
+    cpuinfo.write_text("processor\t: 0\nBogoMIPS\t: 50.00\n")  # ARM: no model name line
+    assert cpu_name(cpuinfo) == fallback
+    assert describe(torch.device("cpu"), "float32")["device_name"] == cpu_name()
