@@ -1,0 +1,45 @@
+"""Paired differences at ratio 0.5 with seed 2's `ours` cell rerun (run from the repository root)."""
+import csv
+
+import numpy as np
+
+from AllStageTraining.constants import SCENARIOS
+from AllStageTraining.evaluation.bootstrap import bootstrap_mean, paired_difference
+
+D = "docs/science"
+CELLS = {"ours (seed 2 rerun)": {0: f"{D}/r0.5_da/r0.5_s0/ours", 1: f"{D}/r0.5_da/r0.5_s1/ours",
+                                 2: f"{D}/r0.5_ours_s2/r0.5_s2/ours"},
+         "ours (r0.5_da, f90865b)": {s: f"{D}/r0.5_da/r0.5_s{s}/ours" for s in range(3)},
+         "ours (r0.5_windows, a22af46)": {s: f"{D}/r0.5_windows/r0.5_s{s}/ours" for s in range(3)},
+         **{m: {s: f"{D}/{f}/r0.5_s{s}/{m}" for s in range(3)}
+            for f, m in (("r0.5_da", "ours-no-da"), ("r0.5_pop", "ours-no-pop"), ("r0.5_cons", "ours-no-cons"))}}
+GROUPS = {"mean": None, "1 sequence": {s.short for s in SCENARIOS if len(s.modalities) == 1},
+          "3 sequences": {s.short for s in SCENARIOS if len(s.modalities) == 3}, "all 4": {"FC12"}, "T1 alone": {"1"}}
+
+
+def case_means(path, shorts):
+    """{case: Dice averaged over the scenarios in ``shorts`` (all if None), then over WT, TC, ET}."""
+    dice = {}
+    for row in csv.DictReader(open(f"{path}/eval/table.csv")):
+        if row["variant"] == "raw" and (shorts is None or row["scenario"] in shorts):
+            dice.setdefault(row["case_id"], {}).setdefault(row["region"], []).append(float(row["dice"]))
+    return {case: float(np.mean([np.mean(v) for v in regions.values()])) for case, regions in dice.items()}
+
+
+def keyed(method, group, seeds=(0, 1, 2)):
+    return {(s, c): v for s in seeds for c, v in case_means(CELLS[method][s], GROUPS[group]).items()}
+
+
+print("| cell | mean Dice | seed 0 | seed 1 | seed 2 |\n|---|---:|---:|---:|---:|")
+for method in CELLS:
+    seeds = [100 * np.mean(list(case_means(CELLS[method][s], None).values())) for s in range(3)]
+    print(f"| `{method}` | {bootstrap_mean(keyed(method, 'mean')).format()} | "
+          + " | ".join(f"{v:.1f}" for v in seeds) + " |")
+print("\n| seed 2 only | mean |\n|---|---:|")
+for other in ("ours (r0.5_da, f90865b)", "ours (r0.5_windows, a22af46)"):
+    d = paired_difference(keyed("ours (seed 2 rerun)", "mean", (2,)), keyed(other, "mean", (2,)))
+    print(f"| rerun - `{other}` | {d.format_difference()} |")
+print("\n| minus `ours (seed 2 rerun)` | " + " | ".join(GROUPS) + " |\n|---|" + "---:|" * len(GROUPS))
+for method in ("ours-no-da", "ours-no-pop", "ours-no-cons"):
+    print(f"| `{method}` | " + " | ".join(paired_difference(keyed(method, g), keyed("ours (seed 2 rerun)", g))
+                                        .format_difference() for g in GROUPS) + " |")
