@@ -44,3 +44,12 @@ for reference in ("ours (seed 2 rerun)", "ours (r0.5_windows, a22af46)"):
     for method in ("ours-no-da", "ours-no-pop", "ours-no-cons"):
         print(f"| `{method}` | " + " | ".join(paired_difference(keyed(method, g), keyed(reference, g))
                                             .format_difference() for g in GROUPS) + " |")
+
+# The ours-no-da cells trained again (docs/science/r0.5_noda_rerun), against both ours references and the first run.
+RERUN = "ours-no-da (rerun)"
+CELLS[RERUN] = {s: f"{D}/r0.5_noda_rerun/r0.5_s{s}/ours-no-da" for s in range(3)}
+print(f"\n| `{RERUN}` minus | " + " | ".join(GROUPS) + " | seeds 0 / 1 / 2 |\n|---|" + "---:|" * len(GROUPS) + "---|")
+for reference in ("ours (seed 2 rerun)", "ours (r0.5_windows, a22af46)", "ours-no-da"):
+    seeds = " / ".join(f"{100 * (np.mean(list(case_means(CELLS[RERUN][s], None).values())) - np.mean(list(case_means(CELLS[reference][s], None).values()))):+.1f}" for s in range(3))
+    print(f"| `{reference}` | " + " | ".join(paired_difference(keyed(RERUN, g), keyed(reference, g))
+                                           .format_difference() for g in GROUPS) + f" | {seeds} |")
