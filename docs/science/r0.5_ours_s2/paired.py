@@ -1,10 +1,10 @@
 """Paired differences at ratio 0.5 with seed 2's `ours` cell rerun (run from the repository root)."""
-import csv
-
 import numpy as np
 
 from AllStageTraining.constants import SCENARIOS
+from AllStageTraining.evaluation import comparison
 from AllStageTraining.evaluation.bootstrap import bootstrap_mean, paired_difference
+from AllStageTraining.evaluation.tables import ScenarioTable
 
 D = "docs/science"
 CELLS = {"ours (seed 2 rerun)": {0: f"{D}/r0.5_da/r0.5_s0/ours", 1: f"{D}/r0.5_da/r0.5_s1/ours",
@@ -19,11 +19,13 @@ GROUPS = {"mean": None, "1 sequence": {s.short for s in SCENARIOS if len(s.modal
 
 def case_means(path, shorts):
     """{case: Dice averaged over the scenarios in ``shorts`` (all if None), then over WT, TC, ET}."""
-    dice = {}
-    for row in csv.DictReader(open(f"{path}/eval/table.csv")):
-        if row["variant"] == "raw" and (shorts is None or row["scenario"] in shorts):
-            dice.setdefault(row["case_id"], {}).setdefault(row["region"], []).append(float(row["dice"]))
-    return {case: float(np.mean([np.mean(v) for v in regions.values()])) for case, regions in dice.items()}
+    table = ScenarioTable.from_csv(f"{path}/eval/table.csv")
+    return {case: v["mean"] for case, v in comparison.case_means(table, scenarios=shorts and frozenset(shorts)).items()}
+
+
+def seed_mean(method, seed):
+    """One cell's mean Dice (%) over its cases and all scenarios."""
+    return 100 * np.mean(list(case_means(CELLS[method][seed], None).values()))
 
 
 def keyed(method, group, seeds=(0, 1, 2)):
@@ -32,7 +34,7 @@ def keyed(method, group, seeds=(0, 1, 2)):
 
 print("| cell | mean Dice | seed 0 | seed 1 | seed 2 |\n|---|---:|---:|---:|---:|")
 for method in CELLS:
-    seeds = [100 * np.mean(list(case_means(CELLS[method][s], None).values())) for s in range(3)]
+    seeds = [seed_mean(method, s) for s in range(3)]
     print(f"| `{method}` | {bootstrap_mean(keyed(method, 'mean')).format()} | "
           + " | ".join(f"{v:.1f}" for v in seeds) + " |")
 print("\n| seed 2 only | mean |\n|---|---:|")
@@ -50,6 +52,6 @@ RERUN = "ours-no-da (rerun)"
 CELLS[RERUN] = {s: f"{D}/r0.5_noda_rerun/r0.5_s{s}/ours-no-da" for s in range(3)}
 print(f"\n| `{RERUN}` minus | " + " | ".join(GROUPS) + " | seeds 0 / 1 / 2 |\n|---|" + "---:|" * len(GROUPS) + "---|")
 for reference in ("ours (seed 2 rerun)", "ours (r0.5_windows, a22af46)", "ours-no-da"):
-    seeds = " / ".join(f"{100 * (np.mean(list(case_means(CELLS[RERUN][s], None).values())) - np.mean(list(case_means(CELLS[reference][s], None).values()))):+.1f}" for s in range(3))
+    seeds = " / ".join(f"{seed_mean(RERUN, s) - seed_mean(reference, s):+.1f}" for s in range(3))
     print(f"| `{reference}` | " + " | ".join(paired_difference(keyed(RERUN, g), keyed(reference, g))
                                            .format_difference() for g in GROUPS) + f" | {seeds} |")
