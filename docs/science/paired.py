@@ -58,7 +58,7 @@ def print_differences(cells, minuends, reference, seeds_column=False):
 
 def ratio_05():
     """Seed 2's `ours` rerun, the distribution-approximation ablations (first runs and the `ours-no-da` rerun) and
-    co-distillation's ablation, against `ours` references of different commits."""
+    co-distillation's ablation (first run and rerun), against `ours` references of different commits."""
     rerun = "ours (seed 2 rerun)"
     cells = {rerun: {**cells_of("r0.5_da", "ours", "r0.5"), 2: f"{D}/r0.5_ours_s2/r0.5_s2/ours"},
              "ours (r0.5_da, f90865b)": cells_of("r0.5_da", "ours", "r0.5"),
@@ -79,6 +79,12 @@ def ratio_05():
     cells["ours-no-distill"] = cells_of("r0.5_windows_no_distill", "ours-no-distill", "r0.5")
     for reference in (rerun, "ours (r0.5_da, f90865b)", "ours (r0.5_windows, a22af46)"):
         print_differences(cells, ("ours-no-distill",), reference, seeds_column=True)
+    cells["ours-no-distill (rerun)"] = cells_of("r0.5_nodistill_rerun", "ours-no-distill", "r0.5")
+    for reference in (rerun, "ours (r0.5_windows, a22af46)", "ours-no-distill"):
+        print_differences(cells, ("ours-no-distill (rerun)",), reference, seeds_column=True)
+
+
+ABLATIONS_07 = ("ours-no-distill", "ours-no-personal", "ours-no-da")
 
 
 def ratio_07():
@@ -91,8 +97,6 @@ def ratio_07():
     for reference in ("ours", "ours (r0.7_windows, 2107e07)"):
         print_differences(cells, ABLATIONS_07, reference, seeds_column=True)
 
-
-ABLATIONS_07 = ("ours-no-distill", "ours-no-personal", "ours-no-da")
 
 if __name__ == "__main__":
     {"r0.5": ratio_05, "r0.7": ratio_07}[sys.argv[1]]()
