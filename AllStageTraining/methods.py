@@ -136,6 +136,12 @@ _ENTRIES: tuple[Method, ...] = (
     Method("ours-no-distill", "ours without co-distillation (seg.w_logit_distill = seg.w_feat_distill = 0)",
            has_mae=True, objective=CO_DISTILLATION, personalizes=True,
            overrides={"seg.w_logit_distill": 0.0, "seg.w_feat_distill": 0.0}, ablates="ours"),
+    Method("ours-no-logit-distill", "ours without the logit term of co-distillation (seg.w_logit_distill = 0)",
+           has_mae=True, objective=CO_DISTILLATION, personalizes=True, overrides={"seg.w_logit_distill": 0.0},
+           ablates="ours"),
+    Method("ours-no-feat-distill", "ours without the bottleneck-feature term of co-distillation "
+                                   "(seg.w_feat_distill = 0)", has_mae=True, objective=CO_DISTILLATION,
+           personalizes=True, overrides={"seg.w_feat_distill": 0.0}, ablates="ours"),
     Method("ours-no-init", "ours with the segmenter's initial weights drawn at random, not copied from the MAE "
                            "(seg.init_from_mae = false)", has_mae=True, objective=CO_DISTILLATION, personalizes=True,
            overrides={"seg.init_from_mae": False}, ablates="ours"),

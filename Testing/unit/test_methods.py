@@ -40,6 +40,9 @@ def test_each_method_switches_off_its_own_part_only():
     assert (cfgs["ours-no-da"].mae.w_pop, cfgs["ours-no-da"].mae.w_cons) == (0.0, 0.0)
     assert (cfgs["m3ae-style"].mae.w_pop, cfgs["m3ae-style"].mae.w_cons) == (0.0, 0.0)
     assert (cfgs["ours-no-distill"].seg.w_logit_distill, cfgs["ours-no-distill"].seg.w_feat_distill) == (0.0, 0.0)
+    for term in ("logit", "feat"):  # each term of co-distillation alone, the other kept at its weight
+        assert cfgs[f"ours-no-{term}-distill"].to_dict() == cfgs["ours"].with_fields(
+            {"method": f"ours-no-{term}-distill", f"seg.w_{term}_distill": 0.0}).to_dict()
     assert cfgs["ours-no-personal"].seg.personalize == "none"
     assert cfgs["ours-no-init"].to_dict() == cfgs["ours"].with_fields({"method": "ours-no-init",
                                                                        "seg.init_from_mae": False}).to_dict()
