@@ -8,7 +8,9 @@ KL form is not. Usage, on a finished run folder (``layout.RunFolder``: config.js
 
 prints, per term, its mean value and the mean L2 norm of its gradient with respect to the segmenter's
 parameters (the weights of ``seg.w_*`` not applied), over ``--batches`` batches of the run's training crops, with
-the extra rows ``logit_distill_mse`` and ``logit_distill_kl`` (each kind of logit distillation, on the same views).
+the extra rows ``logit_distill_mse`` and ``logit_distill_kl`` (each kind of logit distillation, on the same views)
+and ``feat_distill_mse`` (the bottleneck term). The extra rows are computed whatever the run's weights, so on a run
+trained without co-distillation they measure how far its student view lies from its teacher view untaught.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def stage2_gradient_shares(run_dir: str | Path, batches: int = 8, seed: int = 0)
     from ..inference.run_reader import read_run
     from ..inference.weights import build_checked_models
     from ..methods import ZERO_FILL, get_method
-    from ..nets.losses import logit_distillation
+    from ..nets.losses import feature_distillation, logit_distillation
     from .cases import load_split_cases
     from .distributed import init_runtime
     from .engine import training_precision
@@ -76,6 +78,8 @@ def stage2_gradient_shares(run_dir: str | Path, batches: int = 8, seed: int = 0)
             teacher, student = views.split("logits")
             for kind in ("mse", "kl"):
                 terms[f"logit_distill_{kind}"] = logit_distillation(student, teacher, kind, cfg.seg.temperature)
+            teacher_feat, student_feat = views.split("bottleneck")
+            terms["feat_distill_mse"] = feature_distillation(student_feat, teacher_feat)
         norms = term_gradient_norms(terms, params)
         for name, norm in norms.items():
             value, total = sums.get(name, [0.0, 0.0])

@@ -203,6 +203,7 @@ def test_gradient_shares_of_a_run_folder(tiny_run, tiny_split, tmp_path, capsys)
                for line in capsys.readouterr().out.splitlines()[1:]}
     kind = RunConfig.load(run / "config.json").seg.distill_kind
     assert set(printed) == {"seg_teacher", "seg_student", "logit_distill", "feat_distill",
-                            "logit_distill_mse", "logit_distill_kl"}
+                            "logit_distill_mse", "logit_distill_kl", "feat_distill_mse"}
     assert printed["logit_distill"] == pytest.approx(printed[f"logit_distill_{kind}"], rel=1e-4)
+    assert printed["feat_distill"] == pytest.approx(printed["feat_distill_mse"], rel=1e-4)
     assert all(value >= 0 and norm > 0 for value, norm in printed.values())
