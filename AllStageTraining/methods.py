@@ -147,6 +147,10 @@ _ENTRIES: tuple[Method, ...] = (
            overrides={"seg.init_from_mae": False}, ablates="ours"),
     Method("ours-no-personal", "ours without personalization (seg.personalize = none)",
            has_mae=True, objective=CO_DISTILLATION, personalizes=False, ablates="ours"),
+    Method("ours-no-personal-no-distill", "ours-no-personal without co-distillation (seg.w_logit_distill = "
+                                          "seg.w_feat_distill = 0): whether the distillation terms act through the "
+                                          "hyper-network", has_mae=True, objective=CO_DISTILLATION, personalizes=False,
+           overrides={"seg.w_logit_distill": 0.0, "seg.w_feat_distill": 0.0}, ablates="ours-no-personal"),
     Method("ours-no-mae", "ours without the MAE and so without co-distillation: the personalized segmenter trained "
                           "by dropout zero-fill for the compute of both stages (zero-fill-long + the hyper-network)",
            has_mae=False, objective=ZERO_FILL, personalizes=True, derive=_stage1_budget_to_stage2, ablates="ours"),

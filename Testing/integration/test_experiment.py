@@ -30,7 +30,7 @@ def test_identical_stage1_settings_share_one_mae(tmp_path):
     base = preset("tiny")
     key = {m: mae_identity(configure(base, m), split) for m in method_names()}
     assert key["ours"] == key["ours-no-distill"] == key["ours-no-personal"] == key["ours-no-init"] \
-        == key["ours-no-logit-distill"] == key["ours-no-feat-distill"]
+        == key["ours-no-logit-distill"] == key["ours-no-feat-distill"] == key["ours-no-personal-no-distill"]
     assert key["m3ae-style"] == key["m3ae-style-no-init"]  # only the segmenter's initial weights differ
     # each ablation changes one thing: no-da keeps the two masked views that m3ae-style (one view) does not
     assert len({key[m] for m in ("ours", "ours-no-da", "m3ae-style", "ours-no-pop", "ours-no-cons")}) == 5

@@ -44,6 +44,8 @@ def test_each_method_switches_off_its_own_part_only():
         assert cfgs[f"ours-no-{term}-distill"].to_dict() == cfgs["ours"].with_fields(
             {"method": f"ours-no-{term}-distill", f"seg.w_{term}_distill": 0.0}).to_dict()
     assert cfgs["ours-no-personal"].seg.personalize == "none"
+    assert cfgs["ours-no-personal-no-distill"].to_dict() == cfgs["ours-no-personal"].with_fields(
+        {"method": "ours-no-personal-no-distill", "seg.w_logit_distill": 0.0, "seg.w_feat_distill": 0.0}).to_dict()
     assert cfgs["ours-no-init"].to_dict() == cfgs["ours"].with_fields({"method": "ours-no-init",
                                                                        "seg.init_from_mae": False}).to_dict()
     assert {cfgs[m].seg.personalize for m in ("zero-fill", "m3ae-style")} == {"none"}
