@@ -84,18 +84,22 @@ def ratio_05():
         print_differences(cells, ("ours-no-distill (rerun)",), reference, seeds_column=True)
 
 
-ABLATIONS_07 = ("ours-no-distill", "ours-no-personal", "ours-no-da")
+#: The first grid's ablations, then co-distillation's terms one at a time, trained later in the same folder.
+ABLATIONS_07 = ("ours-no-distill", "ours-no-personal", "ours-no-da", "ours-no-logit-distill", "ours-no-feat-distill")
 
 
 def ratio_07():
     """The ablations at ratio 0.7 with their own `ours` (r0.7_ablations), and that `ours` against the first one."""
     cells = {"ours": cells_of("r0.7_ablations", "ours", "r0.7"),
              "ours (r0.7_windows, 2107e07)": cells_of("r0.7_windows", "ours", "r0.7"),
-             **{m: cells_of("r0.7_ablations", m, "r0.7") for m in ABLATIONS_07}}
+             **{m: cells_of("r0.7_ablations", m, "r0.7") for m in (*ABLATIONS_07, "ours-no-personal-no-distill")}}
     print_cells(cells)
     print_differences(cells, ("ours",), "ours (r0.7_windows, 2107e07)", seeds_column=True)
     for reference in ("ours", "ours (r0.7_windows, 2107e07)"):
         print_differences(cells, ABLATIONS_07, reference, seeds_column=True)
+    # the logit term on top of the feature term's removal; co-distillation in the model without the hyper-network
+    print_differences(cells, ("ours-no-distill",), "ours-no-feat-distill", seeds_column=True)
+    print_differences(cells, ("ours-no-personal-no-distill",), "ours-no-personal", seeds_column=True)
 
 
 if __name__ == "__main__":
