@@ -125,8 +125,10 @@ def test_a_cell_taken_from_twice_the_budget_trains_exactly_as_the_methods_own():
 def test_every_ablation_names_a_registered_method_and_the_default_is_none():
     ablations = {m: get_method(m).ablates for m in method_names() if get_method(m).ablates}
     assert set(ablations.values()) <= set(method_names()) and DEFAULT_METHOD not in ablations
+    second_order = {"ours-no-personal-no-distill": "ours-no-personal"}  # an ablation of an ablation
+    assert {m: ablations[m] for m in second_order} == second_order
     assert {m for m, parent in ablations.items() if parent == "ours"} == {
-        m for m in method_names() if m.startswith("ours-") and m != DEFAULT_METHOD}
+        m for m in method_names() if m.startswith("ours-") and m != DEFAULT_METHOD} - set(second_order)
     assert not any(get_method(m).ablates for m in ("ours", "zero-fill", "zero-fill-long", "m3ae-style"))
 
 
